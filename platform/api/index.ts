@@ -1,0 +1,2 @@
+/** platform/api: the fastify REST API. */
+export { buildApi, type ApiOptions } from './server.js'

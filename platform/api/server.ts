@@ -1,0 +1,156 @@
+/**
+ * The REST API (Cosmos "Optimus"): deploy bundles, start instances, read facts and timelines,
+ * deliver signals. Built apart from `listen` so tests drive it with `inject`.
+ */
+import { createHash } from 'node:crypto'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify'
+import type pg from 'pg'
+import type { Logger } from 'pino'
+import type { z } from 'zod'
+import type { Json } from '../../sdk/index.js'
+import { BundleCache, deployBundle, Evaluator } from '../engine/index.js'
+import { ERRORS, PraxisError } from '../errors.js'
+import { getInstance, listBundles, listInstances, readTimeline, resolveWorkflow, tenantForKey } from '../store/index.js'
+import { DeployBody, GetInstanceQuery, InstanceParams, ListQuery, ServiceParams, SignalBody, SignalParams, StartBody, TimelineQuery, WorkflowParams } from './schemas.js'
+import { EndedInstanceWaiters } from './waiters.js'
+
+export interface ApiOptions { pool: pg.Pool; databaseUrl: string; log?: Logger | false }
+
+declare module 'fastify' {
+  interface FastifyRequest { tenantId: string }
+}
+
+function parse<S extends z.ZodType>(schema: S, value: unknown, where: string): z.output<S> {
+  const result = schema.safeParse(value ?? {})
+  if (!result.success) {
+    const issues = result.error.issues.map((i) => ({ path: [where, ...i.path.map(String)].join('.'), message: i.message, code: i.code }))
+    throw new PraxisError('PRX_BAD_REQUEST', `invalid ${where}: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`, { details: issues })
+  }
+  return result.data
+}
+
+/** Builds the API. Call `ready()` (or `listen`) before use and `close()` after. */
+export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
+  const { pool } = options
+  const bundles = new BundleCache()
+  const evaluator = new Evaluator(pool, bundles)
+  const waiters = new EndedInstanceWaiters(options.databaseUrl)
+  const app: FastifyInstance = Fastify({ ...(options.log ? { loggerInstance: options.log as FastifyBaseLogger } : {}), bodyLimit: 25 * 1024 * 1024, })
+  app.decorateRequest('tenantId', '')
+
+  app.addHook('onReady', () => waiters.start())
+  app.addHook('onClose', () => waiters.stop())
+
+  app.setErrorHandler((error, request, reply) => {
+    if (error instanceof PraxisError) return reply.status(error.status).send({ error: { code: error.code, message: error.message, details: error.details ?? null } })
+    const e = error as { statusCode?: number; message: string; code?: string }
+    if (e.statusCode && e.statusCode < 500) {
+      return reply.status(e.statusCode).send({ error: { code: 'PRX_BAD_REQUEST', message: e.message, details: { fastify: e.code ?? null } } })
+    }
+    request.log.error({ err: error }, 'request failed')
+    return reply.status(500).send({ error: { code: 'PRX_INTERNAL', message: 'internal error; the server log has the details', details: null } })
+  })
+  app.setNotFoundHandler((request, reply) => reply.status(404).send({ error: { code: 'PRX_NOT_FOUND', message: `no route ${request.method} ${request.url}`, details: null } }))
+
+  app.get('/v1/health', async () => {
+    await pool.query('select 1')
+    return { status: 'ok' }
+  })
+
+  app.addHook('onRequest', async (request: FastifyRequest) => {
+    if (!request.url.startsWith('/v1/') || request.url === '/v1/health') return
+    const header = request.headers.authorization ?? ''
+    const key = /^Bearer (\S+)$/.exec(header)?.[1]
+    const tenantId = key ? await tenantForKey(pool, key) : null
+    if (!tenantId) throw new PraxisError('PRX_UNAUTHORIZED', key ? 'unknown API key' : 'missing API key: send Authorization: Bearer <key>')
+    request.tenantId = tenantId
+  })
+
+  app.post('/v1/services/:service/deployments', async (request, reply) => {
+    const { service } = parse(ServiceParams, request.params, 'params')
+    const body = parse(DeployBody, request.body, 'body')
+    const hash = createHash('sha256').update(body.code).digest('hex')
+    if (body.codeHash && body.codeHash !== hash) throw new PraxisError('PRX_BAD_REQUEST', 'codeHash does not match the code: the upload was corrupted, send it again')
+    const d = await deployBundle(pool, request.tenantId, service, body.code, hash)
+    return reply.status(d.created ? 201 : 200).send({
+      service, version: d.bundle.version, bundleId: d.bundle.id, created: d.created, reevaluating: d.reevaluating,
+      workflows: d.manifest.workflows.map((w) => ({ name: w.name, rules: w.rules.map((r) => ({ name: r.name, fingerprint: r.fingerprint })) })),
+    })
+  })
+
+  app.get('/v1/services/:service/deployments', async (request) => {
+    const { service } = parse(ServiceParams, request.params, 'params')
+    const rows = await listBundles(pool, request.tenantId, service)
+    return { deployments: rows.map((r) => ({ version: r.version, bundleId: r.id, active: r.active, codeHash: r.code_hash, createdAt: r.created_at })) }
+  })
+
+  app.post('/v1/workflows/:workflow/instances', async (request, reply) => {
+    const { workflow } = parse(WorkflowParams, request.params, 'params')
+    const body = parse(StartBody, request.body, 'body')
+    const matches = await resolveWorkflow(pool, request.tenantId, workflow)
+    if (matches.length === 0) throw new PraxisError('PRX_WORKFLOW_NOT_FOUND', `no deployed workflow ${workflow}: deploy its service first (praxis deploy <service-dir>)`)
+    if (matches.length > 1) throw new PraxisError('PRX_WORKFLOW_AMBIGUOUS', `workflow ${workflow} exists in services ${matches.map((m) => m.service).join(', ')}: name it as service.workflow`)
+    const started = await evaluator.start(request.tenantId, matches[0]!, body.input, body.idempotencyKey ?? null)
+    const view = await getInstance(pool, request.tenantId, started.id)
+    return reply.status(started.created ? 201 : 200).send({ id: started.id, status: view!.status, revision: view!.revision, created: started.created })
+  })
+
+  app.get('/v1/instances/:id', async (request) => {
+    const { id } = parse(InstanceParams, request.params, 'params')
+    const query = parse(GetInstanceQuery, request.query, 'query')
+    const read = async () => {
+      const view = await getInstance(pool, request.tenantId, id)
+      if (!view) throw new PraxisError('PRX_INSTANCE_NOT_FOUND', `no instance ${id} in your tenant`)
+      return view
+    }
+    let view = await read()
+    if (query.wait && view.status === 'running' && query.timeoutMs > 0) {
+      await waiters.wait(request.tenantId, id, query.timeoutMs, async () => (view = await read()).status !== 'running')
+      view = await read()
+    }
+    return view
+  })
+
+  app.get('/v1/instances', async (request) => {
+    const query = parse(ListQuery, request.query, 'query')
+    const cursor = query.cursor ? decodeCursor(query.cursor) : undefined
+    const rows = await listInstances(pool, request.tenantId, { workflow: query.workflow, status: query.status, limit: query.limit, cursor })
+    const last = rows.length === query.limit ? rows[rows.length - 1] : undefined
+    return { instances: rows, nextCursor: last ? Buffer.from(JSON.stringify([new Date(last.createdAt).toISOString(), last.id])).toString('base64url') : null }
+  })
+
+  app.get('/v1/instances/:id/timeline', async (request) => {
+    const { id } = parse(InstanceParams, request.params, 'params')
+    const query = parse(TimelineQuery, request.query, 'query')
+    if (!(await getInstance(pool, request.tenantId, id))) throw new PraxisError('PRX_INSTANCE_NOT_FOUND', `no instance ${id} in your tenant`)
+    const entries = await readTimeline(pool, request.tenantId, id, { after: query.after, limit: query.limit })
+    return { entries, nextCursor: entries.length === query.limit ? entries[entries.length - 1]!.id : null }
+  })
+
+  app.post('/v1/instances/:id/signals/:name', async (request, reply) => {
+    const { id, name } = parse(SignalParams, request.params, 'params')
+    const body = parse(SignalBody, request.body, 'body')
+    const view = await getInstance(pool, request.tenantId, id)
+    if (!view) throw new PraxisError('PRX_INSTANCE_NOT_FOUND', `no instance ${id} in your tenant`)
+    if (view.status !== 'running' && view.status !== 'paused') throw new PraxisError('PRX_INSTANCE_ENDED', `instance ${id} is ${view.status}; it takes no more signals`)
+    const [target] = await resolveWorkflow(pool, request.tenantId, `${view.service}.${view.workflow}`)
+    if (!target) throw new PraxisError('PRX_WORKFLOW_NOT_FOUND', `workflow ${view.service}.${view.workflow} is no longer deployed`)
+    const bundle = await bundles.get(pool, request.tenantId, target.bundleId)
+    const checked = bundle.runtime.checkSignal(view.workflow, name, body.payload)
+    if (!checked.ok) throw new PraxisError(checked.error.code === 'PRX_SIGNAL_UNKNOWN' ? 'PRX_SIGNAL_UNKNOWN' : 'PRX_INPUT_INVALID', checked.error.message, { details: checked.error.details ?? null })
+    const delivered = await evaluator.signal(request.tenantId, id, name, body.payload as Json, body.signalId ?? null)
+    return reply.status(202).send({ delivered, duplicate: !delivered })
+  })
+
+  return app
+}
+
+function decodeCursor(cursor: string): { createdAt: string; id: string } {
+  try {
+    const [createdAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString()) as [string, string]
+    if (typeof createdAt === 'string' && typeof id === 'string') return { createdAt, id }
+  } catch { /* reported below */ }
+  throw new PraxisError('PRX_BAD_REQUEST', 'invalid cursor: pass nextCursor from the previous page unchanged')
+}
+
+export { ERRORS }

@@ -1,0 +1,207 @@
+/**
+ * The evaluation transaction (DESIGN.md, "Engine semantics"): lock the instance, run the handlers
+ * of its events, forward-chain, then write facts, timeline, invocations and their jobs, and mark
+ * the events consumed, in one commit. Both the worker (fused step) and evaluate jobs call it.
+ */
+import type pg from 'pg'
+import type { Json } from '../../sdk/index.js'
+import { PraxisError } from '../errors.js'
+import {
+  appendEvent, finishInvocation, getInvocations, insertInstance, lockInstance, writeEvaluation,
+  type InvocationRow, type LockedInstance, type PendingEvent,
+} from '../store/index.js'
+import type { LoadedBundle } from './bundle.js'
+import type { BundleCache } from './bundle-cache.js'
+import { chain, type HandlerRun, type TimelineDraft } from './chain.js'
+
+/** What happened to an instance in one evaluation. */
+export interface EvaluationSummary { instanceId: string; status: LockedInstance['status']; revision: number; firings: number; invocations: number }
+
+/** An invocation's final result, as the worker reports it. */
+export type InvocationResult =
+  | { status: 'succeeded'; output: Json; attempts: number }
+  | { status: 'failed'; failure: { kind: 'retryable' | 'fatal' | 'timeout' | 'cancelled'; message: string; attempts: number }; attempts: number }
+
+export class Evaluator {
+  constructor(private readonly pool: pg.Pool, private readonly bundles: BundleCache) {}
+
+  /**
+   * Starts an instance: validates the input, runs `init`, inserts the row and evaluates it, in one
+   * transaction. The same idempotency key returns the first instance (`created: false`).
+   */
+  async start(tenantId: string, target: { service: string; workflow: string; bundleId: string }, input: unknown, idempotencyKey: string | null): Promise<{ id: string; created: boolean; summary: EvaluationSummary | null }> {
+    const client = await this.pool.connect()
+    try {
+      const bundle = await this.bundles.get(client, tenantId, target.bundleId)
+      const init = bundle.runtime.init(target.workflow, input)
+      if (!init.ok) throw new PraxisError(init.error.code === 'PRX_INPUT_INVALID' ? 'PRX_INPUT_INVALID' : 'PRX_BUNDLE_INVALID', init.error.message, { details: init.error.details })
+      await client.query('begin')
+      try {
+        const { id, created } = await insertInstance(client, { tenantId, service: target.service, workflow: target.workflow, bundleId: target.bundleId, facts: init.facts, idempotencyKey })
+        let summary: EvaluationSummary | null = null
+        if (created) {
+          const locked = await lockInstance(client, tenantId, id, { nowait: false })
+          summary = await this.#evaluate(client, locked as LockedInstance, [], [{ kind: 'instance.started', data: { input: input as Json, facts: init.facts } }])
+        }
+        await client.query('commit')
+        return { id, created, summary }
+      } catch (error) {
+        await client.query('rollback')
+        throw error
+      }
+    } finally {
+      client.release()
+    }
+  }
+
+  /**
+   * Records an invocation's final result and reacts to it: the fused step. Takes the instance lock
+   * with NOWAIT and evaluates in the same transaction; when another evaluation holds the lock, it
+   * records the result as an event and leaves an evaluate job. Returns null when the invocation was
+   * already final (a duplicate run): its reaction must not run twice.
+   */
+  async recordResult(invocation: InvocationRow, result: InvocationResult): Promise<EvaluationSummary | 'queued' | null> {
+    const client = await this.pool.connect()
+    try {
+      await client.query('begin')
+      const locked = await lockInstance(client, invocation.tenant_id, invocation.instance_id, { nowait: true })
+      if (locked === 'busy') {
+        await client.query('rollback')
+        await client.query('begin')
+        const finished = await finishInvocation(client, invocation.tenant_id, invocation.id, result)
+        if (finished) await appendEvent(client, { tenantId: invocation.tenant_id, instanceId: invocation.instance_id, kind: result.status === 'succeeded' ? 'result' : 'failure', payload: { invocationId: invocation.id } })
+        await client.query('commit')
+        return finished ? 'queued' : null
+      }
+      const finished = await finishInvocation(client, invocation.tenant_id, invocation.id, result)
+      if (!finished || !locked) {
+        await client.query('commit')
+        return null
+      }
+      const summary = await this.#evaluate(client, locked, [finished], [])
+      await client.query('commit')
+      return summary
+    } catch (error) {
+      await client.query('rollback').catch(() => undefined)
+      throw error
+    } finally {
+      client.release()
+    }
+  }
+
+  /**
+   * Delivers a signal. Like a result, it is evaluated at once when the instance is free, else
+   * queued. Returns false when `signalId` was delivered before.
+   */
+  async signal(tenantId: string, instanceId: string, name: string, payload: Json, signalId: string | null): Promise<boolean> {
+    const client = await this.pool.connect()
+    try {
+      await client.query('begin')
+      const appended = await appendEvent(client, { tenantId, instanceId, kind: 'signal', payload: { name, payload }, dedupeKey: signalId })
+      await client.query('commit')
+      if (appended) await this.evaluatePending(tenantId, instanceId, { nowait: true })
+      return appended
+    } finally {
+      client.release()
+    }
+  }
+
+  /** Consumes an instance's pending events (the evaluate job). With `nowait`, a busy instance is left to its job. */
+  async evaluatePending(tenantId: string, instanceId: string, options: { nowait: boolean }): Promise<EvaluationSummary | null> {
+    const client = await this.pool.connect()
+    try {
+      await client.query('begin')
+      const locked = await lockInstance(client, tenantId, instanceId, options)
+      if (!locked || locked === 'busy' || locked.pending.length === 0) {
+        await client.query('rollback')
+        return null
+      }
+      const summary = await this.#evaluate(client, locked, [], [])
+      await client.query('commit')
+      return summary
+    } catch (error) {
+      await client.query('rollback').catch(() => undefined)
+      throw error
+    } finally {
+      client.release()
+    }
+  }
+
+  /** Runs one evaluation on a locked instance: pending events first, then `results`, then chaining. */
+  async #evaluate(client: pg.PoolClient, instance: LockedInstance, results: InvocationRow[], opening: TimelineDraft[]): Promise<EvaluationSummary> {
+    const bundle = await this.bundles.get(client, instance.tenant_id, instance.active_bundle_id)
+    const invocations = [...await this.#pendingInvocations(client, instance), ...results]
+    const timeline: TimelineDraft[] = [...opening]
+    const handlers: HandlerRun[] = []
+    let failure: { message: string; details: Json } | null = null
+    const byId = new Map(invocations.map((i) => [i.id, i]))
+    const order = [...instance.pending.map((e) => ({ event: e, invocation: e.payload.invocationId ? byId.get(e.payload.invocationId) : undefined })), ...results.map((invocation) => ({ event: null, invocation }))]
+    const workflow = bundle.workflows.get(instance.workflow)
+    for (const { event, invocation } of order) {
+      if (event?.kind === 'redeploy') {
+        handlers.push({ target: { signal: '' }, skip: true, timeline: { kind: 'bundle.deployed', data: { version: event.payload.version ?? null } } })
+      } else if (event?.kind === 'signal') {
+        handlers.push({ target: { signal: event.payload.name ?? '' }, argument: event.payload.payload ?? null, timeline: { kind: 'signal.received', data: { name: event.payload.name, payload: event.payload.payload } } })
+      } else if (invocation) {
+        const handler = invocationHandler(bundle, instance.workflow, invocation)
+        if ('fail' in handler) {
+          failure ??= handler.fail
+          handlers.push({ ...handler.run, skip: true })
+        } else handlers.push(handler)
+      }
+    }
+    const running = instance.status === 'running'
+    if (!workflow) failure ??= { message: `workflow ${instance.workflow} is not in the active bundle of service ${instance.service}: deploy a bundle that has it, or cancel the instance`, details: { code: 'PRX_WORKFLOW_NOT_FOUND' } }
+    const result = running && workflow && !failure
+      ? await chain(bundle, workflow, { facts: instance.facts, ruleState: instance.rule_state, handlers })
+      : null
+    if (result) timeline.push(...result.timeline)
+    else {
+      timeline.push(...handlers.map((h) => h.timeline!).filter(Boolean))
+      if (running && failure) timeline.push({ kind: 'instance.failed', data: { error: failure } })
+      else if (!running) timeline.push({ kind: 'event.ignored', data: { reason: `instance is ${instance.status}` } })
+    }
+    const outcome = result?.outcome ?? (running && failure ? { status: 'failed' as const, error: failure } : null)
+    const status = outcome?.status ?? instance.status
+    const write = await writeEvaluation(client, {
+      tenantId: instance.tenant_id,
+      instanceId: instance.id,
+      bundleId: workflow ? instance.active_bundle_id : instance.bundle_id,
+      status,
+      facts: result?.facts ?? instance.facts,
+      ruleState: result?.ruleState ?? instance.rule_state,
+      result: outcome?.status === 'completed' ? outcome.result : null,
+      error: outcome?.status === 'failed' ? outcome.error : null,
+      timeline: timeline.map((t) => ({ kind: t.kind, rule: t.rule ?? null, data: t.data })),
+      calls: outcome ? [] : (result?.calls ?? []).map((c) => ({ rule: c.rule, function: c.function, pool: c.pool, input: c.input, key: c.key, priority: c.priority, retry: c.retry, timeoutMs: c.timeoutMs })),
+      consumedEventIds: instance.pending.map((e) => e.id),
+      ended: status !== 'running' && status !== 'paused',
+    })
+    return { instanceId: instance.id, status, revision: write.revision, firings: result?.firings ?? 0, invocations: write.invocations }
+  }
+
+  async #pendingInvocations(client: pg.PoolClient, instance: LockedInstance): Promise<InvocationRow[]> {
+    const ids = instance.pending.map((e: PendingEvent) => e.payload.invocationId).filter((id): id is string => Boolean(id))
+    return ids.length === 0 ? [] : [...(await getInvocations(client, instance.tenant_id, ids)).values()]
+  }
+}
+
+/** The reaction or error section an invocation's result runs, or the instance failure it causes. */
+function invocationHandler(bundle: LoadedBundle, workflowName: string, inv: InvocationRow): HandlerRun | { fail: { message: string; details: Json }; run: HandlerRun } {
+  const rule = bundle.workflows.get(workflowName)?.byName.get(inv.rule)
+  const call = { id: inv.id, input: inv.input, key: inv.call_key, attempts: inv.attempts }
+  if (inv.status === 'succeeded') {
+    const timeline = { kind: 'invocation.succeeded', rule: inv.rule, data: { invocationId: inv.id, function: inv.function, attempts: inv.attempts, output: inv.output } }
+    return { target: { rule: inv.rule, section: 'reaction' }, argument: inv.output, call, timeline, ...(rule?.hasReaction ? {} : { skip: true }) }
+  }
+  const failure = inv.failure as { kind: string; message: string } | null
+  const run: HandlerRun = { target: { rule: inv.rule, section: 'error' }, argument: inv.failure, call, timeline: { kind: 'invocation.failed', rule: inv.rule, data: { invocationId: inv.id, function: inv.function, failure: inv.failure } } }
+  if (rule?.hasError) return run
+  return {
+    run,
+    fail: {
+      message: `function ${inv.function} failed for good (${failure?.kind ?? 'failed'}: ${failure?.message ?? 'no message'}) and rule ${inv.rule} has no error section to recover`,
+      details: { code: 'PRX_FUNCTION_FAILED', invocationId: inv.id, function: inv.function, rule: inv.rule, failure: inv.failure },
+    },
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * Runs one invocation: validate the input, run the handler under its timeout, validate the
+ * output, then record the result through the fused step, or schedule the next attempt.
+ */
+import type { Logger } from 'pino'
+import type { FunctionDefinition, Json } from '../../sdk/index.js'
+import { formatIssues } from '../../sdk/context.js'
+import type { Evaluator, InvocationResult } from '../engine/index.js'
+import { PraxisError } from '../errors.js'
+import { backoffDelay } from '../queue/index.js'
+import { scheduleRetry, type InvocationRow } from '../store/index.js'
+import type pg from 'pg'
+
+type Failure = Extract<InvocationResult, { status: 'failed' }>['failure']
+
+/** What became of one run of an invocation. */
+export type InvokeOutcome = 'succeeded' | 'failed' | 'retry-scheduled' | 'duplicate'
+
+export async function runInvocation(deps: { pool: pg.Pool; evaluator: Evaluator; log: Logger }, fn: FunctionDefinition, invocation: InvocationRow): Promise<InvokeOutcome> {
+  const attempt = invocation.attempts + 1
+  const outcome = await execute(fn, invocation, attempt)
+  if (outcome.status === 'succeeded') {
+    const recorded = await deps.evaluator.recordResult(invocation, { status: 'succeeded', output: outcome.output, attempts: attempt })
+    return recorded === null ? 'duplicate' : 'succeeded'
+  }
+  const failure = outcome.failure
+  const retryable = failure.kind === 'retryable' || failure.kind === 'timeout'
+  if (retryable && attempt < invocation.retry.attempts) {
+    const delay = backoffDelay(invocation.retry, attempt)
+    deps.log.info({ invocationId: invocation.id, function: fn.name, attempt, delayMs: delay, error: failure.message }, 'invocation attempt failed; retrying')
+    const scheduled = await scheduleRetry(deps.pool, invocation, attempt, failure as unknown as Json, delay)
+    return scheduled ? 'retry-scheduled' : 'duplicate'
+  }
+  deps.log.warn({ invocationId: invocation.id, function: fn.name, attempt, kind: failure.kind, error: failure.message }, 'invocation failed for good')
+  const recorded = await deps.evaluator.recordResult(invocation, { status: 'failed', failure, attempts: attempt })
+  return recorded === null ? 'duplicate' : 'failed'
+}
+
+async function execute(fn: FunctionDefinition, invocation: InvocationRow, attempt: number): Promise<{ status: 'succeeded'; output: Json } | { status: 'failed'; failure: Failure }> {
+  const fail = (kind: Failure['kind'], message: string) => ({ status: 'failed' as const, failure: { kind, message, attempts: attempt } })
+  const input = fn.input.safeParse(invocation.input)
+  if (!input.success) return fail('fatal', `input does not match the schema of ${fn.name}: ${formatIssues(input.error.issues)}`)
+  const controller = new AbortController()
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const error = new PraxisError('PRX_INTERNAL', `${fn.name} did not finish within ${invocation.timeout_ms} ms`)
+      controller.abort(error)
+      reject(error)
+    }, invocation.timeout_ms)
+  })
+  try {
+    const raw = await Promise.race([Promise.resolve().then(() => fn.handler(input.data, { signal: controller.signal, attempt, invocationId: invocation.id })), timeout])
+    const output = fn.output.safeParse(raw)
+    if (!output.success) return fail('fatal', `${fn.name} returned an output that does not match its schema: ${formatIssues(output.error.issues)}`)
+    return { status: 'succeeded', output: JSON.parse(JSON.stringify(output.data ?? null)) as Json }
+  } catch (error) {
+    if (controller.signal.aborted && error === controller.signal.reason) return fail('timeout', (error as Error).message)
+    const e = error as { code?: unknown; message?: unknown }
+    return fail(e?.code === 'PRX_NON_RETRYABLE' ? 'fatal' : 'retryable', String(e?.message ?? error))
+  } finally {
+    clearTimeout(timer)
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * A worker process's job runner: graphile-worker tasks for the function pools it serves (and
+ * evaluate jobs), a heartbeat, and a sweeper that releases a dead worker's jobs after its lease
+ * instead of graphile-worker's 4 hours.
+ */
+import { EventEmitter } from 'node:events'
+import { randomBytes } from 'node:crypto'
+import { run, type Runner, type Task, type WorkerEvents } from 'graphile-worker'
+import type pg from 'pg'
+import type { Logger } from 'pino'
+import type { FunctionDefinition } from '../../sdk/index.js'
+import { BundleCache, Evaluator } from '../engine/index.js'
+import { EVALUATE_TASK, invokeTask, parsePayload } from '../queue/index.js'
+import { getInvocation, quietLogger } from '../store/index.js'
+import { runInvocation } from './invoke.js'
+
+export interface WorkerOptions {
+  pool: pg.Pool
+  log: Logger
+  /** Functions this worker can run; it serves every pool they name. */
+  functions: readonly FunctionDefinition[]
+  /** Also run evaluate jobs (instances whose fused step found them busy). Default true. */
+  evaluate?: boolean
+  /** Jobs run at once. */
+  concurrency: number
+  /** A worker silent for this long is dead. */
+  leaseMs: number
+  /** graphile-worker localQueue size; -1 (off) by default, lowest latency. */
+  localQueueSize?: number
+  /** Per-call CPU limit of rule code. */
+  ruleTimeoutMs?: number
+}
+
+export interface WorkerHandle {
+  readonly id: string
+  /** Counts since start. */
+  readonly stats: Record<'succeeded' | 'failed' | 'retry-scheduled' | 'duplicate' | 'evaluations', number>
+  stop(): Promise<void>
+}
+
+export async function startWorker(options: WorkerOptions): Promise<WorkerHandle> {
+  const id = `worker-${randomBytes(6).toString('hex')}`
+  const log = options.log.child({ workerId: id })
+  const evaluator = new Evaluator(options.pool, new BundleCache(64, options.ruleTimeoutMs ?? 1000))
+  const stats = { succeeded: 0, failed: 0, 'retry-scheduled': 0, duplicate: 0, evaluations: 0 }
+  const byName = new Map<string, FunctionDefinition>()
+  for (const fn of options.functions) {
+    if (byName.has(fn.name)) throw new Error(`two functions are named ${fn.name}; function names must be unique in a worker`)
+    byName.set(fn.name, fn)
+  }
+  const pools = [...new Set(options.functions.map((f) => f.pool))].sort()
+  const taskList: Record<string, Task> = {}
+  for (const pool of pools) {
+    taskList[invokeTask(pool)] = async (payload) => {
+      const { t, i } = parsePayload(payload)
+      const invocation = await getInvocation(options.pool, t, i)
+      if (!invocation || invocation.status !== 'pending') return
+      const fn = byName.get(invocation.function)
+      if (!fn) throw new Error(`PRX_FUNCTION_UNKNOWN: this worker serves pool ${pool} but has no function ${invocation.function}; deploy a worker with the service's current functions.ts`)
+      stats[await runInvocation({ pool: options.pool, evaluator, log }, fn, invocation)]++
+    }
+  }
+  if (options.evaluate ?? true) {
+    taskList[EVALUATE_TASK] = async (payload) => {
+      const { t, i } = parsePayload(payload)
+      if (await evaluator.evaluatePending(t, i, { nowait: false })) stats.evaluations++
+    }
+  }
+
+  const lockIds = new Set<string>()
+  const events: WorkerEvents = new EventEmitter() as WorkerEvents
+  events.on('pool:create', ({ workerPool }) => lockIds.add(workerPool.id))
+  events.on('worker:create', ({ worker }) => lockIds.add(worker.workerId))
+  await options.pool.query('insert into praxis.workers (id, pools) values ($1, $2)', [id, pools])
+
+  const runner: Runner = await run({
+    pgPool: options.pool,
+    concurrency: options.concurrency,
+    noHandleSignals: true,
+    pollInterval: 1000,
+    taskList,
+    logger: quietLogger,
+    events,
+    preset: { worker: { ...(options.localQueueSize && options.localQueueSize > 1 ? { localQueue: { size: options.localQueueSize } } : {}) } },
+  })
+
+  const beat = async (): Promise<void> => {
+    await options.pool.query('update praxis.workers set heartbeat_at = now(), lock_ids = $2 where id = $1', [id, [...lockIds]])
+    await sweepDeadWorkers(options.pool, options.leaseMs, log)
+  }
+  await beat()
+  const heartbeat = setInterval(() => void beat().catch((error: Error) => log.warn({ error: error.message }, 'heartbeat failed')), Math.max(250, Math.floor(options.leaseMs / 3)))
+  heartbeat.unref()
+  log.info({ pools, concurrency: options.concurrency, functions: [...byName.keys()] }, 'worker started')
+
+  return {
+    id,
+    stats,
+    async stop() {
+      clearInterval(heartbeat)
+      await runner.stop()
+      await options.pool.query('delete from praxis.workers where id = $1', [id]).catch(() => undefined)
+    },
+  }
+}
+
+/**
+ * Releases the jobs of workers whose heartbeat is older than the lease, so their invocations run
+ * again on a live worker now rather than after graphile-worker's 4-hour lock timeout.
+ */
+export async function sweepDeadWorkers(pool: pg.Pool, leaseMs: number, log: Logger): Promise<string[]> {
+  const { rows } = await pool.query<{ id: string; lock_ids: string[] }>(
+    `delete from praxis.workers where heartbeat_at < now() - $1 * interval '1 millisecond' returning id, lock_ids`, [leaseMs])
+  for (const row of rows) {
+    if (row.lock_ids.length > 0) await pool.query('select graphile_worker.force_unlock_workers($1::text[])', [row.lock_ids])
+    log.warn({ deadWorker: row.id }, 'worker missed its lease; its jobs are released to run again')
+  }
+  return rows.map((r) => r.id)
+}

@@ -1,0 +1,57 @@
+/** Services and their bundles: deploy a new version, read the active one. */
+import type pg from 'pg'
+
+type Queryable = Pick<pg.PoolClient, 'query'>
+
+export interface BundleRow { id: string; service: string; version: number; code_hash: string; manifest: unknown; created_at: string }
+
+/**
+ * Stores a bundle as the next version of its service and makes it active. Deploying the code the
+ * active bundle already has is a no-op that returns the active bundle.
+ */
+export async function insertBundle(client: Queryable, b: { tenantId: string; service: string; code: string; codeHash: string; manifest: unknown }): Promise<{ bundle: BundleRow; created: boolean }> {
+  await client.query('insert into praxis.services (tenant_id, name) values ($1, $2) on conflict do nothing', [b.tenantId, b.service])
+  const { rows: [service] } = await client.query<{ active_bundle_id: string | null }>('select active_bundle_id::text from praxis.services where tenant_id = $1 and name = $2 for update', [b.tenantId, b.service])
+  if (service?.active_bundle_id) {
+    const active = await getBundle(client, b.tenantId, service.active_bundle_id)
+    if (active && active.code_hash === b.codeHash) return { bundle: active, created: false }
+  }
+  const { rows: [bundle] } = await client.query<BundleRow>(
+    `insert into praxis.bundles (tenant_id, service, version, code, code_hash, manifest)
+     values ($1, $2, coalesce((select max(version) from praxis.bundles where tenant_id = $1 and service = $2), 0) + 1, $3, $4, $5)
+     returning id::text, service, version, code_hash, manifest, created_at`,
+    [b.tenantId, b.service, b.code, b.codeHash, JSON.stringify(b.manifest)],
+  )
+  await client.query('update praxis.services set active_bundle_id = $3 where tenant_id = $1 and name = $2', [b.tenantId, b.service, bundle!.id])
+  return { bundle: bundle!, created: true }
+}
+
+export async function getBundle(client: Queryable, tenantId: string, id: string): Promise<BundleRow | null> {
+  const { rows } = await client.query<BundleRow>('select id::text, service, version, code_hash, manifest, created_at from praxis.bundles where tenant_id = $1 and id = $2', [tenantId, id])
+  return rows[0] ?? null
+}
+
+export async function getBundleCode(client: Queryable, tenantId: string, id: string): Promise<{ service: string; code: string } | null> {
+  const { rows } = await client.query<{ service: string; code: string }>('select service, code from praxis.bundles where tenant_id = $1 and id = $2', [tenantId, id])
+  return rows[0] ?? null
+}
+
+export async function listBundles(client: Queryable, tenantId: string, service: string): Promise<(BundleRow & { active: boolean })[]> {
+  const { rows } = await client.query<BundleRow & { active: boolean }>(
+    `select b.id::text, b.service, b.version, b.code_hash, b.manifest, b.created_at, (s.active_bundle_id = b.id) as active
+     from praxis.bundles b join praxis.services s on s.tenant_id = b.tenant_id and s.name = b.service
+     where b.tenant_id = $1 and b.service = $2 order by b.version desc`, [tenantId, service])
+  return rows
+}
+
+/** Where a workflow name resolves in a tenant: `service.workflow`, or a bare name unique in the tenant. */
+export async function resolveWorkflow(client: Queryable, tenantId: string, name: string): Promise<{ service: string; workflow: string; bundleId: string }[]> {
+  const dot = name.indexOf('.')
+  const service = dot > 0 ? name.slice(0, dot) : null
+  const workflow = dot > 0 ? name.slice(dot + 1) : name
+  const { rows } = await client.query<{ service: string; bundle_id: string }>(
+    `select s.name as service, b.id::text as bundle_id from praxis.services s join praxis.bundles b on b.tenant_id = s.tenant_id and b.id = s.active_bundle_id
+     where s.tenant_id = $1 and ($2::text is null or s.name = $2)
+     and exists (select 1 from jsonb_array_elements(b.manifest->'workflows') w where w->>'name' = $3)`, [tenantId, service, workflow])
+  return rows.map((r) => ({ service: r.service, workflow, bundleId: r.bundle_id }))
+}

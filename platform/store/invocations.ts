@@ -1,0 +1,59 @@
+/** Invocation rows: what a worker reads before running a function and records after. */
+import type pg from 'pg'
+import type { Json } from '../../sdk/index.js'
+
+type Queryable = Pick<pg.PoolClient, 'query'>
+
+export interface InvocationRow {
+  tenant_id: string
+  id: string
+  instance_id: string
+  rule: string
+  function: string
+  pool: string
+  input: Json
+  call_key: string | null
+  priority: number
+  retry: { attempts: number; backoff: 'exponential' | 'fixed'; initialDelayMs: number; maxDelayMs: number }
+  timeout_ms: number
+  status: 'pending' | 'succeeded' | 'failed' | 'cancelled'
+  attempts: number
+  output: Json | null
+  failure: Json | null
+}
+
+export async function getInvocation(client: Queryable, tenantId: string, id: string): Promise<InvocationRow | null> {
+  const { rows } = await client.query<InvocationRow>({ name: 'praxis_get_invocation', text: 'select * from praxis.invocations where tenant_id = $1 and id = $2', values: [tenantId, id] })
+  return rows[0] ?? null
+}
+
+export async function getInvocations(client: Queryable, tenantId: string, ids: string[]): Promise<Map<string, InvocationRow>> {
+  const { rows } = await client.query<InvocationRow>('select * from praxis.invocations where tenant_id = $1 and id = any($2::uuid[])', [tenantId, ids])
+  return new Map(rows.map((r) => [r.id, r]))
+}
+
+/**
+ * Moves a pending invocation to its final state. Returns null when it was already final: the
+ * function ran twice (at-least-once execution), and this second result must not react again.
+ */
+export async function finishInvocation(client: Queryable, tenantId: string, id: string, result: { status: 'succeeded'; output: Json; attempts: number } | { status: 'failed'; failure: Json; attempts: number }): Promise<InvocationRow | null> {
+  const { rows } = await client.query<InvocationRow>({
+    name: 'praxis_finish_invocation',
+    text: `update praxis.invocations set status = $3, output = $4, failure = $5, attempts = greatest(attempts, $6), finished_at = now()
+           where tenant_id = $1 and id = $2 and status = 'pending' returning *`,
+    values: [tenantId, id, result.status, result.status === 'succeeded' ? JSON.stringify(result.output) : null, result.status === 'failed' ? JSON.stringify(result.failure) : null, result.attempts],
+  })
+  return rows[0] ?? null
+}
+
+/** Records a failed attempt and schedules the next one after `delayMs`, in one statement. */
+export async function scheduleRetry(client: Queryable, row: InvocationRow, attempt: number, failure: Json, delayMs: number): Promise<boolean> {
+  const { rows } = await client.query({
+    name: 'praxis_schedule_retry',
+    text: `with inv as (update praxis.invocations set attempts = greatest(attempts, $3), failure = $4 where tenant_id = $1 and id = $2 and status = 'pending' returning id)
+           select graphile_worker.add_job('praxis.invoke.' || $5::text, json_build_object('t', $1::text, 'i', $2::text), run_at := now() + $6 * interval '1 millisecond', max_attempts := 25, priority := $7::int)
+           from inv`,
+    values: [row.tenant_id, row.id, attempt, JSON.stringify(failure), row.pool, delayMs, Math.max(-32768, Math.min(32767, -row.priority))],
+  })
+  return rows.length > 0
+}

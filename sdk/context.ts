@@ -1,0 +1,108 @@
+/**
+ * The `ctx` that rule code records commands on. Rule code does no I/O: it returns nothing and the
+ * platform applies the commands after the section returns, in order.
+ */
+import type { z } from 'zod'
+import { DefinitionError } from './errors.js'
+import type { FunctionRef } from './function.js'
+import type { Json } from './match.js'
+import type { FactsPatch, PathValue, Paths } from './paths.js'
+
+/** Options of one call. */
+export interface CallOptions {
+  /** Higher runs first among waiting invocations. Default 0. */
+  priority?: number
+  /** Deduplicates calls of one instance: a second call with the same key is not made again. */
+  key?: string
+}
+
+declare const calledFunction: unique symbol
+/** What `ctx.call` returns. Returning it from an action types that rule's reaction and error. */
+export interface CallHandle<Fn extends FunctionRef> {
+  readonly function: string
+  readonly count: number
+  readonly [calledFunction]?: Fn
+}
+
+/** Which invocation a reaction or error section is about. */
+export interface CallInfo<I> {
+  readonly id: string
+  readonly input: I
+  readonly key: string | null
+  readonly attempts: number
+}
+
+/** Why an invocation failed for good. */
+export interface Failure {
+  readonly kind: 'retryable' | 'fatal' | 'timeout' | 'cancelled'
+  readonly message: string
+  readonly attempts: number
+}
+
+/** The commands rule code can record. */
+export interface RuleContext<F> {
+  /** Records fact changes: keys are fact paths (`stage`, `chunks.3`), values their new values. */
+  set(patch: FactsPatch<F>): void
+  /** Records one fact change at a computed path: `ctx.setPath(`chunks.${n}`, uri)`. */
+  setPath<P extends Paths<F>>(path: P, value: PathValue<F, P>): void
+  /** Calls a function once; its reaction runs with the output. */
+  call<Fn extends FunctionRef>(fn: Fn, input: z.input<Fn['input']>, options?: CallOptions): CallHandle<Fn>
+  /** Fans out: one invocation per input, all enqueued in one commit. */
+  callEach<Fn extends FunctionRef>(fn: Fn, inputs: readonly z.input<Fn['input']>[], options?: Omit<CallOptions, 'key'> & { keys?: readonly string[] }): CallHandle<Fn>
+  /** Ends the instance as completed, with an optional result. */
+  complete(result?: Json): void
+  /** Ends the instance as failed. */
+  fail(message: string, details?: Json): void
+}
+
+/** A recorded command, as it crosses the sandbox boundary (plain JSON). */
+export type Command =
+  | { op: 'set'; patch: Record<string, Json> }
+  | { op: 'call'; function: string; pool: string; retry: FunctionRef['retry']; timeoutMs: number; input: Json; key: string | null; priority: number }
+  | { op: 'complete'; result: Json }
+  | { op: 'fail'; message: string; details: Json }
+
+/** A `RuleContext` that records into `commands`; `where` names the rule section in errors. */
+export function recordingContext<F>(commands: Command[], where: string): RuleContext<F> {
+  const callOne = (fn: FunctionRef, input: unknown, priority: number, key: string | null): void => {
+    const parsed = fn.input.safeParse(input)
+    if (!parsed.success) {
+      throw new DefinitionError('PRX_CALL_INPUT_INVALID', `${where} calls ${fn.name} with an invalid input: ${formatIssues(parsed.error.issues)}`, parsed.error.issues)
+    }
+    commands.push({ op: 'call', function: fn.name, pool: fn.pool, retry: fn.retry, timeoutMs: fn.timeoutMs, input: toJson(parsed.data), key, priority })
+  }
+  return {
+    set(patch) {
+      commands.push({ op: 'set', patch: toJson(patch) as Record<string, Json> })
+    },
+    setPath(path, value) {
+      commands.push({ op: 'set', patch: { [path]: toJson(value) } })
+    },
+    call(fn, input, options) {
+      callOne(fn, input, options?.priority ?? 0, options?.key ?? null)
+      return { function: fn.name, count: 1 }
+    },
+    callEach(fn, inputs, options) {
+      if (options?.keys && options.keys.length !== inputs.length) {
+        throw new DefinitionError('PRX_CALL_INPUT_INVALID', `${where} calls ${fn.name} for ${inputs.length} inputs with ${options.keys.length} keys: give one key per input`)
+      }
+      inputs.forEach((input, i) => callOne(fn, input, options?.priority ?? 0, options?.keys?.[i] ?? null))
+      return { function: fn.name, count: inputs.length }
+    },
+    complete(result) {
+      commands.push({ op: 'complete', result: result === undefined ? null : toJson(result) })
+    },
+    fail(message, details) {
+      commands.push({ op: 'fail', message: String(message), details: details === undefined ? null : toJson(details) })
+    },
+  }
+}
+
+/** Formats zod issues as `path: message; …`. */
+export function formatIssues(issues: readonly { path: readonly PropertyKey[]; message: string }[]): string {
+  return issues.map((i) => `${i.path.length ? i.path.map(String).join('.') : '(root)'}: ${i.message}`).join('; ')
+}
+
+function toJson(value: unknown): Json {
+  return JSON.parse(JSON.stringify(value ?? null)) as Json
+}

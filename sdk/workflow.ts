@@ -1,0 +1,94 @@
+/** `defineWorkflow`: typed facts, an `init`, signal handlers and forward-chaining rules. */
+import type { z } from 'zod'
+import type { RuleContext } from './context.js'
+import { DefinitionError } from './errors.js'
+import type { DeepReadonly } from './paths.js'
+import { rule, type RuleDefinition, type RuleFactory } from './rule.js'
+
+/** A signal handler: runs when a signal of its name is delivered, with the validated payload. */
+export interface SignalHandler<F, P extends z.ZodType = z.ZodType> {
+  readonly kind: 'praxis.signal'
+  readonly payload: P
+  readonly handle: (facts: DeepReadonly<F>, payload: z.output<P>, ctx: RuleContext<F>) => void
+}
+
+/** The typed `signal` factory `defineWorkflow` hands to its `signals` callback. */
+export type SignalFactory<F> = <P extends z.ZodType>(
+  payload: P,
+  handle: (facts: DeepReadonly<F>, payload: z.output<P>, ctx: RuleContext<F>) => void,
+) => SignalHandler<F, P>
+
+export interface WorkflowOptions<I extends z.ZodType, S extends z.ZodType> {
+  /** Unique in the service. */
+  name: string
+  input: I
+  /** The facts schema: every match path and `ctx.set` is checked against it, at compile time and after each rule. */
+  facts: S
+  /**
+   * Builds the first facts from the validated input; schema defaults then fill what it leaves out.
+   * Literal values of enum facts need `as const` here (`stage: 'new' as const`), or a `.default()`.
+   */
+  init: (input: z.output<I>) => NoInfer<z.input<S>>
+  rules: (rule: RuleFactory<z.output<S>>) => readonly RuleDefinition<z.output<S>>[]
+  signals?: (signal: SignalFactory<z.output<S>>) => Record<string, SignalHandler<z.output<S>>>
+  /** Most rule firings one evaluation may make before the instance fails as a cycle. Default 1000. */
+  maxFirings?: number
+}
+
+/** A defined workflow type (Cosmos "Plato" workflow). */
+export interface WorkflowDefinition<I extends z.ZodType = z.ZodType, S extends z.ZodType = z.ZodType> {
+  readonly kind: 'praxis.workflow'
+  readonly name: string
+  readonly input: I
+  readonly facts: S
+  readonly init: (input: z.output<I>) => z.input<S>
+  readonly rules: readonly RuleDefinition<z.output<S>>[]
+  readonly signals: Readonly<Record<string, SignalHandler<z.output<S>>>>
+  readonly maxFirings: number
+}
+
+/**
+ * Defines a workflow type: its input, its facts and the rules that move it forward.
+ * @example
+ * export const encodeVideo = defineWorkflow({
+ *   name: 'encodeVideo',
+ *   input: z.object({ source: z.string(), recipe: z.string() }),
+ *   facts: Facts,
+ *   init: (input) => ({ ...input, stage: 'new', encoded: 0 }),
+ *   rules: (rule) => [
+ *     rule('split').match((f) => f.stage.eq('new'))
+ *       .action((facts, ctx) => { ctx.set({ stage: 'splitting' }); return ctx.call(split, { source: facts.source }) })
+ *       .reaction((facts, out, ctx) => ctx.set({ stage: 'encoding', chunkCount: out.chunks })),
+ *   ],
+ * })
+ */
+export function defineWorkflow<I extends z.ZodType, S extends z.ZodType>(
+  options: WorkflowOptions<I, S>,
+): WorkflowDefinition<I, S> {
+  const where = `workflow ${JSON.stringify(options.name)}`
+  if (typeof options.name !== 'string' || !/^[A-Za-z][\w-]{0,99}$/.test(options.name)) {
+    throw new DefinitionError('PRX_DEFINITION_INVALID', `${where}: the name must start with a letter and hold only letters, digits, "_" and "-"`)
+  }
+  if (typeof options.init !== 'function') throw new DefinitionError('PRX_DEFINITION_INVALID', `${where} has no init(input) function`)
+  const rules = options.rules(rule as RuleFactory<z.output<S>>)
+  const seen = new Set<string>()
+  rules.forEach((r, i) => {
+    if (typeof r !== 'object' || r === null || r.kind !== 'praxis.rule') {
+      throw new DefinitionError('PRX_RULE_INCOMPLETE', `${where}: rules[${i}] is not a finished rule; give it .match(...) and .action(...)`)
+    }
+    if (seen.has(r.name)) throw new DefinitionError('PRX_RULE_DUPLICATE', `${where} has two rules named ${JSON.stringify(r.name)}; rule names must be unique in a workflow`)
+    seen.add(r.name)
+  })
+  const signals = options.signals?.((payload, handle) => ({ kind: 'praxis.signal', payload, handle })) ?? {}
+  for (const name of Object.keys(signals)) {
+    if (!/^[A-Za-z][\w.-]{0,99}$/.test(name)) throw new DefinitionError('PRX_DEFINITION_INVALID', `${where}: signal name ${JSON.stringify(name)} is invalid`)
+  }
+  const maxFirings = options.maxFirings ?? 1000
+  if (!Number.isInteger(maxFirings) || maxFirings < 1) throw new DefinitionError('PRX_DEFINITION_INVALID', `${where}: maxFirings must be a positive integer`)
+  return Object.freeze({ kind: 'praxis.workflow' as const, name: options.name, input: options.input, facts: options.facts, init: options.init, rules, signals, maxFirings })
+}
+
+/** True for a value made by `defineWorkflow` (checked by shape: it may come from another realm). */
+export function isWorkflow(value: unknown): value is WorkflowDefinition {
+  return typeof value === 'object' && value !== null && (value as { kind?: unknown }).kind === 'praxis.workflow'
+}
