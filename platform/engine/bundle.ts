@@ -12,7 +12,8 @@ import { existsSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import vm from 'node:vm'
-import { build } from 'esbuild'
+import { builtinModules } from 'node:module'
+import { build, type Plugin } from 'esbuild'
 import { conditionPaths, type Condition } from '../../sdk/index.js'
 import type { RunRequest, RunResult, WorkflowDescription } from '../../sdk/runtime.js'
 import { PraxisError } from '../errors.js'
@@ -82,12 +83,32 @@ export async function buildBundle(serviceDir: string): Promise<{ code: string; h
     target: 'es2022',
     legalComments: 'none',
     logLevel: 'silent',
+    plugins: [nodeBuiltinsUnavailable],
   }).catch((error: { errors?: { text: string; location?: { file: string; line: number } | null }[] }) => {
     const lines = (error.errors ?? []).map((e) => `  ${e.location ? `${e.location.file}:${e.location.line}: ` : ''}${e.text}`)
     throw new PraxisError('PRX_BUNDLE_BUILD_FAILED', `cannot bundle ${entry}:\n${lines.join('\n')}\nthe rules side runs in a sandbox without Node APIs: keep I/O in function handlers`, { cause: error })
   })
   const code = result.outputFiles[0]!.text
   return { code, hash: sha256(code) }
+}
+
+/**
+ * Rules import their functions' definitions for names and schemas, and so, transitively, the
+ * Node modules the handlers use. Handlers never run in the sandbox: such imports resolve to a
+ * module whose every use throws a message saying why. (Generated stubs remove them altogether.)
+ */
+const nodeBuiltinsUnavailable: Plugin = {
+  name: 'praxis-node-builtins-unavailable',
+  setup(b) {
+    const builtins = new Set(builtinModules)
+    b.onResolve({ filter: /^[a-z_:/]+$/ }, (args) =>
+      args.path.startsWith('node:') || builtins.has(args.path) ? { path: args.path, namespace: 'praxis-unavailable' } : undefined)
+    b.onLoad({ filter: /.*/, namespace: 'praxis-unavailable' }, (args) => ({
+      contents: `const fail = () => { throw new Error(${JSON.stringify(`${args.path} is not available to rule code: do I/O in a function handler`)}) }
+module.exports = new Proxy(fail, { get: (_, key) => key === '__esModule' ? false : fail, apply: fail, construct: fail })`,
+      loader: 'js',
+    }))
+  },
 }
 
 /** Loads a bundle's code and describes it. Throws PRX_BUNDLE_INVALID with the reason. */

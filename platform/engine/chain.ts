@@ -75,7 +75,10 @@ export async function chain(bundle: LoadedBundle, workflow: LoadedWorkflow, inpu
       changedFacts = true
       timeline.push({ kind: 'facts.changed', rule, data: { changes: Object.fromEntries(result.changes.map((p) => [p, (readPath(facts, p) ?? null) as Json])) } })
     }
-    for (const call of result.calls) calls.push({ ...call, rule: rule ?? '' })
+    for (const call of result.calls) {
+      calls.push({ ...call, rule: rule ?? '' })
+      timeline.push({ kind: 'invocation.scheduled', rule, data: { function: call.function, pool: call.pool, key: call.key, input: call.input } })
+    }
     if (result.outcome) outcome = result.outcome
     return result.changes
   }

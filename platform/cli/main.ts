@@ -1,0 +1,121 @@
+/**
+ * The `praxis` command.
+ *
+ *   praxis dev [service-dir…]        embedded PostgreSQL + API + worker pool; deploys the examples
+ *   praxis worker <service-dir…>     a worker process for the services' function pools
+ *   praxis deploy <service-dir>      builds and deploys a service's rules bundle
+ *   praxis start <workflow> --input '<json>' [--wait]
+ *   praxis inspect <instance-id>
+ */
+import { parseArgs } from 'node:util'
+import { loadConfig } from '../config.js'
+import { buildBundle } from '../engine/index.js'
+import { loadService } from '../pools/index.js'
+import { ApiError, apiClient, resolveApiKey } from './client.js'
+import { runDev } from './dev.js'
+import { follow } from './progress.js'
+import { runWorker } from './worker.js'
+
+const USAGE = `usage:
+  praxis dev [service-dir…]                      start everything locally (default: every folder in examples/)
+  praxis worker <service-dir…>                   run a worker for these services' functions (needs DATABASE_URL or a running praxis dev)
+  praxis deploy <service-dir> [--server URL]     build and deploy a service's rules bundle
+  praxis start <workflow> --input '<json>' [--wait] [--idempotency-key K] [--server URL]
+  praxis inspect <instance-id> [--server URL]
+common: --api-key KEY (or PRAXIS_API_KEY), --server URL (default http://127.0.0.1:3000)`
+
+const out = (line: string): void => void process.stdout.write(line + '\n')
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv
+  const { values, positionals } = parseArgs({
+    args: rest,
+    allowPositionals: true,
+    options: {
+      input: { type: 'string' },
+      wait: { type: 'boolean', default: false },
+      'idempotency-key': { type: 'string' },
+      server: { type: 'string' },
+      'api-key': { type: 'string' },
+      'timeout-ms': { type: 'string', default: '600000' },
+      'no-demo': { type: 'boolean', default: false },
+      workers: { type: 'string', default: '1' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  })
+  if (!command || values.help || command === 'help') {
+    out(USAGE)
+    return command ? 0 : 2
+  }
+  const config = loadConfig()
+  const server = values.server ?? `http://${config.host}:${config.port}`
+  const api = async () => apiClient(server, await resolveApiKey(values['api-key'], config.dataDir))
+
+  switch (command) {
+    case 'dev':
+      return runDev(config, { services: positionals, demo: !values['no-demo'], workers: Number(values.workers) })
+    case 'worker':
+      if (positionals.length === 0) throw new Error('praxis worker needs at least one service folder, e.g. praxis worker examples/video-encoding')
+      return runWorker(config, positionals)
+    case 'deploy': {
+      const dir = positionals[0]
+      if (!dir) throw new Error('praxis deploy needs a service folder, e.g. praxis deploy examples/video-encoding')
+      const service = await loadService(dir)
+      const { code } = await buildBundle(dir)
+      const deployed = await (await api()).request('POST', `/v1/services/${service.name}/deployments`, { code })
+      out(`${deployed.created ? 'deployed' : 'unchanged'}: ${service.name} version ${deployed.version} (${deployed.workflows.map((w: { name: string }) => w.name).join(', ')}); re-evaluating ${deployed.reevaluating} running instances`)
+      return 0
+    }
+    case 'start': {
+      const workflow = positionals[0]
+      if (!workflow) throw new Error("praxis start needs a workflow name, e.g. praxis start encodeVideo --input '{\"source\":\"s3://in.mov\",\"recipe\":\"h264\"}'")
+      let input: unknown = {}
+      try {
+        input = values.input === undefined ? {} : JSON.parse(values.input)
+      } catch (error) {
+        throw new Error(`--input is not valid JSON (${(error as Error).message}); quote it: --input '{"source":"s3://in.mov"}'`, { cause: error })
+      }
+      const client = await api()
+      const started = await client.request('POST', `/v1/workflows/${encodeURIComponent(workflow)}/instances`, { input, ...(values['idempotency-key'] ? { idempotencyKey: values['idempotency-key'] } : {}) })
+      out(`${started.created ? 'started' : 'already started (same idempotency key)'}: ${started.id}`)
+      if (!values.wait) return 0
+      const final = await follow(client, started.id, out, { timeoutMs: Number(values['timeout-ms']) })
+      out(`status: ${final.status}`)
+      out(`facts: ${JSON.stringify(final.facts, null, 2)}`)
+      if (final.result !== null) out(`result: ${JSON.stringify(final.result)}`)
+      if (final.error !== null) out(`error: ${JSON.stringify(final.error)}`)
+      return final.status === 'completed' ? 0 : 1
+    }
+    case 'inspect': {
+      const id = positionals[0]
+      if (!id) throw new Error('praxis inspect needs an instance id')
+      const client = await api()
+      const instance = await client.request('GET', `/v1/instances/${id}`)
+      out(`instance ${instance.id}  ${instance.service}.${instance.workflow}  status ${instance.status}  revision ${instance.revision}  bundle v${instance.bundleVersion}`)
+      out(`facts: ${JSON.stringify(instance.facts, null, 2)}`)
+      if (instance.result !== null) out(`result: ${JSON.stringify(instance.result)}`)
+      if (instance.error !== null) out(`error: ${JSON.stringify(instance.error)}`)
+      out('timeline:')
+      let after = ''
+      for (;;) {
+        const page = await client.request('GET', `/v1/instances/${id}/timeline?limit=1000${after ? `&after=${after}` : ''}`)
+        for (const e of page.entries) out(`  #${e.id} r${e.revision} ${e.at}  ${e.kind}${e.rule ? ` ${e.rule}` : ''}  ${JSON.stringify(e.data)}`)
+        if (!page.nextCursor) break
+        after = page.nextCursor
+      }
+      return 0
+    }
+    default:
+      out(`unknown command ${command}\n${USAGE}`)
+      return 2
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => { process.exitCode = code },
+  (error: unknown) => {
+    if (error instanceof ApiError) process.stderr.write(`error ${error.status} ${error.body?.error?.code ?? ''}: ${error.message}\n${error.body?.error?.details ? JSON.stringify(error.body.error.details, null, 2) + '\n' : ''}`)
+    else process.stderr.write(`error: ${(error as Error).message}\n`)
+    process.exitCode = 1
+  },
+)

@@ -1,0 +1,56 @@
+/**
+ * A worker killed mid-function loses nothing: its lease runs out, its job is released, another
+ * worker runs the invocation again and the workflow completes, with the reaction applied once.
+ */
+import { spawn } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { startTestPlatform, type TestPlatform } from './support/platform.js'
+
+let p: TestPlatform
+const markers = mkdtempSync(path.join(tmpdir(), 'praxis-crash-'))
+beforeAll(async () => {
+  process.env.PRAXIS_TEST_MARKER_DIR = markers
+  p = await startTestPlatform()
+  expect((await p.deploy('test/fixtures/crashy')).status).toBe(201)
+})
+afterAll(async () => p?.close())
+
+async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+it('re-runs the invocation of a killed worker and completes the workflow', async () => {
+  const child = spawn(process.execPath, ['bin/praxis.js', 'worker', 'test/fixtures/crashy'], {
+    env: { ...process.env, DATABASE_URL: p.db.url, PRAXIS_LEASE_MS: '1000', PRAXIS_TEST_MARKER_DIR: markers, LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  })
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  const started = await p.request('POST', '/v1/workflows/crashy/instances', { input: { n: 21 } })
+  expect(started.status).toBe(201)
+  const marker = path.join(markers, 'started-21')
+  await until(() => existsSync(marker), 'the function to start in the child worker')
+  expect(Number(readFileSync(marker, 'utf8'))).toBe(child.pid)
+
+  child.kill('SIGKILL')
+  await exited
+  const running = await p.request('GET', `/v1/instances/${started.body.id}`)
+  expect(running.body.status).toBe('running')
+
+  await p.startWorker('test/fixtures/crashy', { leaseMs: 1000 })
+  const done = await p.request('GET', `/v1/instances/${started.body.id}?wait=completed&timeoutMs=30000`)
+  expect(done.body.status).toBe('completed')
+  expect(done.body.result).toEqual({ doubled: 42 })
+  const { rows } = await p.db.pool.query("select status, attempts from praxis.invocations where instance_id = $1", [started.body.id])
+  expect(rows).toEqual([{ status: 'succeeded', attempts: 1 }])
+  const timeline = await p.request('GET', `/v1/instances/${started.body.id}/timeline`)
+  expect(timeline.body.entries.filter((e: { kind: string }) => e.kind === 'invocation.succeeded')).toHaveLength(1)
+  const { rows: workers } = await p.db.pool.query('select count(*)::int as n from praxis.workers')
+  expect(workers[0].n).toBe(1)
+})
