@@ -23,7 +23,7 @@ export const ListQuery = z.object({
 })
 
 export const TimelineQuery = z.object({
-  after: z.string().regex(/^\d+$/, 'must be a timeline entry id').optional(),
+  after: z.string().regex(/^\d{1,18}$/, 'must be a timeline entry id').optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(200),
 })
 

@@ -10,7 +10,7 @@ import type { z } from 'zod'
 import type { Json } from '../../sdk/index.js'
 import { BundleCache, deployBundle, Evaluator } from '../engine/index.js'
 import { ERRORS, PraxisError } from '../errors.js'
-import { getInstance, listBundles, listInstances, readTimeline, resolveWorkflow, tenantForKey } from '../store/index.js'
+import { getInstance, listBundles, listInstances, readTimeline, resolveWorkflow, signalDelivered, tenantForKey } from '../store/index.js'
 import { DeployBody, GetInstanceQuery, InstanceParams, ListQuery, ServiceParams, SignalBody, SignalParams, StartBody, TimelineQuery, WorkflowParams } from './schemas.js'
 import { EndedInstanceWaiters } from './waiters.js'
 
@@ -58,7 +58,8 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   })
 
   app.addHook('onRequest', async (request: FastifyRequest) => {
-    if (!request.url.startsWith('/v1/') || request.url === '/v1/health') return
+    const route = request.url.split('?')[0]!
+    if (!route.startsWith('/v1/') || route === '/v1/health') return
     const header = request.headers.authorization ?? ''
     const key = /^Bearer (\S+)$/.exec(header)?.[1]
     const tenantId = key ? await tenantForKey(pool, key) : null
@@ -113,10 +114,10 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
 
   app.get('/v1/instances', async (request) => {
     const query = parse(ListQuery, request.query, 'query')
-    const cursor = query.cursor ? decodeCursor(query.cursor) : undefined
-    const rows = await listInstances(pool, request.tenantId, { workflow: query.workflow, status: query.status, limit: query.limit, cursor })
+    const after = query.cursor ? decodeCursor(query.cursor) : undefined
+    const rows = await listInstances(pool, request.tenantId, { workflow: query.workflow, status: query.status, limit: query.limit, after })
     const last = rows.length === query.limit ? rows[rows.length - 1] : undefined
-    return { instances: rows, nextCursor: last ? Buffer.from(JSON.stringify([new Date(last.createdAt).toISOString(), last.id])).toString('base64url') : null }
+    return { instances: rows, nextCursor: last ? Buffer.from(last.id).toString('base64url') : null }
   })
 
   app.get('/v1/instances/:id/timeline', async (request) => {
@@ -132,6 +133,8 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     const body = parse(SignalBody, request.body, 'body')
     const view = await getInstance(pool, request.tenantId, id)
     if (!view) throw new PraxisError('PRX_INSTANCE_NOT_FOUND', `no instance ${id} in your tenant`)
+    // A retried signal is a duplicate even after the first delivery ended the instance.
+    if (body.signalId && (await signalDelivered(pool, request.tenantId, id, body.signalId))) return reply.status(202).send({ delivered: false, duplicate: true })
     if (view.status !== 'running' && view.status !== 'paused') throw new PraxisError('PRX_INSTANCE_ENDED', `instance ${id} is ${view.status}; it takes no more signals`)
     const [target] = await resolveWorkflow(pool, request.tenantId, `${view.service}.${view.workflow}`)
     if (!target) throw new PraxisError('PRX_WORKFLOW_NOT_FOUND', `workflow ${view.service}.${view.workflow} is no longer deployed`)
@@ -145,11 +148,9 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   return app
 }
 
-function decodeCursor(cursor: string): { createdAt: string; id: string } {
-  try {
-    const [createdAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString()) as [string, string]
-    if (typeof createdAt === 'string' && typeof id === 'string') return { createdAt, id }
-  } catch { /* reported below */ }
+function decodeCursor(cursor: string): string {
+  const id = Buffer.from(cursor, 'base64url').toString()
+  if (/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id)) return id
   throw new PraxisError('PRX_BAD_REQUEST', 'invalid cursor: pass nextCursor from the previous page unchanged')
 }
 

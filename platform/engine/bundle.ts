@@ -115,6 +115,10 @@ module.exports = new Proxy(fail, { get: (_, key) => key === '__esModule' ? false
 export function loadBundle(service: string, code: string, options: { callTimeoutMs?: number } = {}): LoadedBundle {
   const runtime = loadRuntime(code, options.callTimeoutMs ?? 1000)
   const descriptions = runtime.describe()
+  if (!Array.isArray(descriptions)) {
+    const reason = (descriptions as { error?: { message?: string } } | null)?.error?.message ?? 'it did not describe itself'
+    throw new PraxisError('PRX_BUNDLE_INVALID', `the code is not a Praxis bundle (${reason}): build it with \`praxis deploy <service-dir>\``)
+  }
   const manifest: Manifest = { service, workflows: [] }
   const workflows = new Map<string, LoadedWorkflow>()
   for (const wf of descriptions) {

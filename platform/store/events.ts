@@ -47,3 +47,9 @@ export async function queueRedeploy(client: Queryable, tenantId: string, service
     after = last
   }
 }
+
+/** Whether a signal with this id was delivered to the instance before. */
+export async function signalDelivered(client: Queryable, tenantId: string, instanceId: string, signalId: string): Promise<boolean> {
+  const { rowCount } = await client.query("select 1 from praxis.events where tenant_id = $1 and instance_id = $2 and kind = 'signal' and dedupe_key = $3", [tenantId, instanceId, signalId])
+  return (rowCount ?? 0) > 0
+}

@@ -138,12 +138,14 @@ export async function getInstance(client: Queryable, tenantId: string, id: strin
   return rows[0] ?? null
 }
 
-/** Keyset-paginated list, newest first. */
-export async function listInstances(client: Queryable, tenantId: string, filter: { workflow?: string | undefined; status?: string | undefined; limit: number; cursor?: { createdAt: string; id: string } | undefined }): Promise<InstanceView[]> {
+/** Keyset-paginated list, newest first; `after` is the id of the previous page's last instance. */
+export async function listInstances(client: Queryable, tenantId: string, filter: { workflow?: string | undefined; status?: string | undefined; limit: number; after?: string | undefined }): Promise<InstanceView[]> {
+  // The cursor row's own created_at is compared in SQL, at full (microsecond) precision.
   const { rows } = await client.query<InstanceView>(
     `${VIEW} where i.tenant_id = $1 and ($2::text is null or i.workflow = $2 or i.service || '.' || i.workflow = $2) and ($3::text is null or i.status = $3)
-     and ($4::timestamptz is null or (i.created_at, i.id) < ($4, $5::uuid)) order by i.created_at desc, i.id desc limit $6`,
-    [tenantId, filter.workflow ?? null, filter.status ?? null, filter.cursor?.createdAt ?? null, filter.cursor?.id ?? null, filter.limit],
+     and ($4::uuid is null or (i.created_at, i.id) < (select c.created_at, c.id from praxis.instances c where c.tenant_id = $1 and c.id = $4))
+     order by i.created_at desc, i.id desc limit $5`,
+    [tenantId, filter.workflow ?? null, filter.status ?? null, filter.after ?? null, filter.limit],
   )
   return rows
 }

@@ -1,0 +1,125 @@
+/**
+ * Functions run at least once; reactions run exactly once per invocation. No worker runs here: the
+ * tests deliver the invocation's result by hand, twice, in sequence, at once, and while another
+ * evaluation holds the instance, and count the reactions.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { BundleCache, Evaluator, type InvocationResult } from '../platform/engine/index.js'
+import type { InvocationRow } from '../platform/store/index.js'
+import { startTestPlatform, type TestPlatform } from './support/platform.js'
+
+const TENANT = 'acme'
+const RESULT: InvocationResult = { status: 'succeeded', output: { value: 1 }, attempts: 1 }
+
+let p: TestPlatform
+beforeAll(async () => {
+  p = await startTestPlatform()
+  const deployed = await p.deploy('test/fixtures/counter')
+  expect(deployed.status).toBe(201)
+})
+afterAll(async () => p?.close())
+
+/** A new evaluator, as a separate worker process would have (its own bundle cache). */
+const evaluator = (): Evaluator => new Evaluator(p.db.pool, new BundleCache())
+
+/** Starts a counter instance through the API and returns it with its one pending invocation. */
+async function startCounter(): Promise<{ id: string; invocation: InvocationRow }> {
+  const started = await p.request('POST', '/v1/workflows/counter/instances', { input: {} })
+  expect(started.status).toBe(201)
+  const id = started.body.id as string
+  const { rows } = await p.db.pool.query<InvocationRow>('select * from praxis.invocations where tenant_id = $1 and instance_id = $2', [TENANT, id])
+  expect(rows).toHaveLength(1)
+  expect(rows[0]).toMatchObject({ function: 'bump', rule: 'bump', status: 'pending', attempts: 0, input: { by: 1 } })
+  const view = await p.request('GET', `/v1/instances/${id}`)
+  expect(view.body).toMatchObject({ status: 'running', facts: { stage: 'bumping', reactions: 0 } })
+  return { id, invocation: rows[0]! }
+}
+
+const count = async (sql: string, values: unknown[]): Promise<number> =>
+  (await p.db.pool.query<{ n: number }>(`select count(*)::int as n from (${sql}) q`, values)).rows[0]!.n
+
+/** The instance reacted once to its one invocation, completed, and nothing is left to evaluate. */
+async function expectReactedOnce(id: string, invocationId: string): Promise<void> {
+  const done = await p.request('GET', `/v1/instances/${id}?wait=completed&timeoutMs=5000`)
+  expect(done.body).toMatchObject({ status: 'completed', facts: { stage: 'bumping', reactions: 1, lastValue: 1 }, result: { reactions: 1 } })
+  const timeline = await p.request('GET', `/v1/instances/${id}/timeline?limit=1000`)
+  const entries = timeline.body.entries as { kind: string; rule: string | null; data: { invocationId?: string } }[]
+  expect(entries.filter((e) => e.kind === 'invocation.succeeded')).toEqual([expect.objectContaining({ rule: 'bump', data: expect.objectContaining({ invocationId }) })])
+  expect(entries.filter((e) => e.kind === 'rule.fired').map((e) => e.rule)).toEqual(['bump', 'finish'])
+  expect(entries.filter((e) => e.kind === 'instance.completed')).toHaveLength(1)
+  const { rows: [invocation] } = await p.db.pool.query('select status, attempts, output from praxis.invocations where tenant_id = $1 and id = $2', [TENANT, invocationId])
+  expect(invocation).toEqual({ status: 'succeeded', attempts: 1, output: { value: 1 } })
+  expect(await count('select 1 from praxis.invocations where tenant_id = $1 and instance_id = $2', [TENANT, id])).toBe(1)
+  expect(await count('select 1 from praxis.events where tenant_id = $1 and instance_id = $2 and consumed_at is null', [TENANT, id])).toBe(0)
+}
+
+describe('a result delivered twice reacts once', () => {
+  it('ignores the second of two results delivered one after the other', async () => {
+    const { id, invocation } = await startCounter()
+    const first = await evaluator().recordResult(invocation, RESULT)
+    expect(first).toMatchObject({ instanceId: id, status: 'completed' })
+    // The same invocation row, as a second worker that also ran the function would hold it.
+    const second = await evaluator().recordResult(invocation, RESULT)
+    expect(second).toBeNull()
+    // A third, from a later attempt with another output, is ignored as well.
+    expect(await evaluator().recordResult(invocation, { status: 'succeeded', output: { value: 7 }, attempts: 2 })).toBeNull()
+    await expectReactedOnce(id, invocation.id)
+  })
+
+  it('reacts once when the two results arrive at the same time', async () => {
+    // A few rounds, to meet both orders: one takes the instance lock and the other finds the
+    // invocation final, or the other gets in first while the instance is busy and queues.
+    for (let round = 0; round < 4; round++) {
+      const { id, invocation } = await startCounter()
+      const outcomes = await Promise.all([evaluator().recordResult(invocation, RESULT), evaluator().recordResult(invocation, RESULT)])
+      expect(outcomes.filter((o) => o === null), JSON.stringify(outcomes)).toHaveLength(1)
+      const winner = outcomes.find((o) => o !== null)!
+      if (winner === 'queued') {
+        const summary = await evaluator().evaluatePending(TENANT, id, { nowait: false })
+        expect(summary).toMatchObject({ instanceId: id, status: 'completed' })
+      } else {
+        expect(winner).toMatchObject({ instanceId: id, status: 'completed' })
+      }
+      await expectReactedOnce(id, invocation.id)
+    }
+  })
+
+  it('queues the result when the instance is busy, and reacts once when the evaluate job runs', async () => {
+    const { id, invocation } = await startCounter()
+    const holder = await p.db.pool.connect()
+    let held = true
+    try {
+      await holder.query('begin')
+      await holder.query('select 1 from praxis.instances where tenant_id = $1 and id = $2 for no key update', [TENANT, id])
+
+      expect(await evaluator().recordResult(invocation, RESULT)).toBe('queued')
+      const { rows: events } = await p.db.pool.query('select kind, payload, consumed_at from praxis.events where tenant_id = $1 and instance_id = $2', [TENANT, id])
+      expect(events).toEqual([{ kind: 'result', payload: { invocationId: invocation.id }, consumed_at: null }])
+      expect(await count('select 1 from graphile_worker.jobs where key = $1', [`evaluate:${TENANT}:${id}`])).toBe(1)
+      // The result is final already; the reaction waits for the evaluation.
+      const { rows: [row] } = await p.db.pool.query('select status from praxis.invocations where tenant_id = $1 and id = $2', [TENANT, invocation.id])
+      expect(row).toEqual({ status: 'succeeded' })
+      expect((await p.request('GET', `/v1/instances/${id}`)).body).toMatchObject({ status: 'running', facts: { reactions: 0 } })
+
+      // A duplicate while still busy: not queued a second time.
+      expect(await evaluator().recordResult(invocation, RESULT)).toBeNull()
+      expect(await count('select 1 from praxis.events where tenant_id = $1 and instance_id = $2', [TENANT, id])).toBe(1)
+      // The evaluate job, running now, would find the instance busy too and leave it be.
+      expect(await evaluator().evaluatePending(TENANT, id, { nowait: true })).toBeNull()
+
+      await holder.query('commit')
+      held = false
+    } finally {
+      if (held) await holder.query('rollback').catch(() => undefined)
+      holder.release()
+    }
+
+    const summary = await evaluator().evaluatePending(TENANT, id, { nowait: false })
+    expect(summary).toMatchObject({ instanceId: id, status: 'completed' })
+    await expectReactedOnce(id, invocation.id)
+    // Running the evaluate job again, or delivering the result again, changes nothing.
+    expect(await evaluator().evaluatePending(TENANT, id, { nowait: false })).toBeNull()
+    expect(await evaluator().recordResult(invocation, RESULT)).toBeNull()
+    await expectReactedOnce(id, invocation.id)
+  })
+})
