@@ -57,7 +57,6 @@ export interface ArrayOps<E> {
 export type PathNode<T> = [T] extends [readonly (infer E)[]]
   ? LeafOps<T> & ArrayOps<E> & PathRef<T>
   : [T] extends [number] ? LeafOps<T> & OrderOps<number> & PathRef<T>
-  : [T] extends [string] ? LeafOps<T> & OrderOps<string> & PathRef<T>
   : [T] extends [Record<string, unknown>] ? { readonly [K in keyof T & string]-?: PathNode<NonNullable<T[K]>> } & LeafOps<T> & PathRef<T>
   : LeafOps<T> & PathRef<T>
 
@@ -95,7 +94,8 @@ function assertJson(path: string, value: unknown): asserts value is Json {
     Object.values(value).forEach((v) => assertJson(path, v))
     return
   }
-  throw new DefinitionError('PRX_MATCH_INVALID', `match on "${path}" compares with ${String(value)}, which is not a JSON value`)
+  const shown = typeof value === 'object' ? Object.prototype.toString.call(value) : String(value)
+  throw new DefinitionError('PRX_MATCH_INVALID', `match on "${path}" compares with ${shown}, which is not a JSON value`)
 }
 
 function leaf(path: string, operator: Operator, value: Json | FactPathRef): LeafCondition {

@@ -175,6 +175,10 @@ function apply(wf: WorkflowDefinition, before: Record<string, Json>, commands: C
         : { status: 'failed', error: { message: command.message, details: command.details } }
     }
   }
+  // Several writes to one path may end where they began: only a net change is a change.
+  const net = changes.filter((path) => !jsonEqual(readPath(before, path), readPath(facts, path)))
+  if (net.length === 0) facts = before
+  changes.splice(0, changes.length, ...net)
   if (changes.length > 0) {
     const invalid = checkFacts(wf, facts, where)
     if (invalid) return invalid

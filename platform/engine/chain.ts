@@ -152,7 +152,9 @@ function first(agenda: Set<LoadedRule>): LoadedRule | undefined {
 }
 
 function cycleFailure(workflow: LoadedWorkflow, fired: Map<string, number>): Extract<Outcome, { status: 'failed' }> {
-  const looping = [...fired.entries()].filter(([, n]) => n > 1).sort((a, b) => b[1] - a[1])
+  const all = [...fired.entries()].sort((a, b) => b[1] - a[1])
+  const repeated = all.filter(([, n]) => n > 1)
+  const looping = (repeated.length > 0 ? repeated : all).slice(0, 10)
   const names = looping.map(([name, n]) => `${name} (${n}x)`).join(', ')
   return {
     status: 'failed',

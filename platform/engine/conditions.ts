@@ -4,7 +4,7 @@
  * dotted-path resolver: tenant paths never reach jsonpath-plus.
  */
 import { Almanac, Engine, Rule } from 'json-rules-engine'
-import { readPath } from '../../sdk/facts.js'
+import { jsonEqual, readPath } from '../../sdk/facts.js'
 import type { LoadedRule } from './bundle.js'
 
 /** `rule.evaluate(almanac)` is public in json-rules-engine's JS but missing from its typings. */
@@ -18,6 +18,9 @@ export class ConditionEvaluator {
   readonly #rules = new Map<LoadedRule, EvaluableRule>()
 
   constructor() {
+    // json-rules-engine's equal is ===: facts are JSON, so compare arrays and objects by value.
+    this.#engine.addOperator('equal', (a: unknown, b: unknown) => jsonEqual(a, b))
+    this.#engine.addOperator('notEqual', (a: unknown, b: unknown) => !jsonEqual(a, b))
     this.#engine.addOperator('exists', (factValue: unknown, expected: unknown) => (factValue !== undefined && factValue !== null) === expected)
   }
 
