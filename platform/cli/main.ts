@@ -111,11 +111,12 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => { process.exitCode = code },
-  (error: unknown) => {
-    if (error instanceof ApiError) process.stderr.write(`error ${error.status} ${error.body?.error?.code ?? ''}: ${error.message}\n${error.body?.error?.details ? JSON.stringify(error.body.error.details, null, 2) + '\n' : ''}`)
-    else process.stderr.write(`error: ${(error as Error).message}\n`)
-    process.exitCode = 1
-  },
-)
+// Exit explicitly once output is flushed: the tsx loader's handles would otherwise keep the
+// exit code from reaching the shell.
+const exit = (code: number): void => void process.stdout.write('', () => process.stderr.write('', () => process.exit(code)))
+
+main(process.argv.slice(2)).then(exit, (error: unknown) => {
+  if (error instanceof ApiError) process.stderr.write(`error ${error.status} ${error.body?.error?.code ?? ''}: ${error.message}\n${error.body?.error?.details ? JSON.stringify(error.body.error.details, null, 2) + '\n' : ''}`)
+  else process.stderr.write(`error: ${(error as Error).message}\n`)
+  exit(1)
+})
