@@ -9,7 +9,7 @@ import type { Logger } from 'pino'
 import type { z } from 'zod'
 import type { Json } from '../../sdk/index.js'
 import { BundleCache, deployBundle, Evaluator } from '../engine/index.js'
-import { ERRORS, PraxisError } from '../errors.js'
+import { PraxisError } from '../errors.js'
 import { getInstance, listBundles, listInstances, readTimeline, resolveWorkflow, signalDelivered, tenantForKey } from '../store/index.js'
 import { DeployBody, GetInstanceQuery, InstanceParams, ListQuery, ServiceParams, SignalBody, SignalParams, StartBody, TimelineQuery, WorkflowParams } from './schemas.js'
 import { EndedInstanceWaiters } from './waiters.js'
@@ -153,5 +153,3 @@ function decodeCursor(cursor: string): string {
   if (/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id)) return id
   throw new PraxisError('PRX_BAD_REQUEST', 'invalid cursor: pass nextCursor from the previous page unchanged')
 }
-
-export { ERRORS }
