@@ -7,7 +7,7 @@ import type pg from 'pg'
 import type { Json } from '../../sdk/index.js'
 import { PraxisError } from '../errors.js'
 import {
-  appendEvent, finishInvocation, getInvocations, insertInstance, lockInstance, writeEvaluation,
+  appendEvent, finishAndLock, finishInvocation, getInvocations, insertInstance, lockInstance, writeEvaluation,
   type InvocationRow, type LockedInstance, type PendingEvent,
 } from '../store/index.js'
 import type { LoadedBundle } from './bundle.js'
@@ -16,6 +16,9 @@ import { chain, type HandlerRun, type TimelineDraft } from './chain.js'
 
 /** What happened to an instance in one evaluation. */
 export interface EvaluationSummary { instanceId: string; status: LockedInstance['status']; revision: number; firings: number; invocations: number }
+
+/** Which invocation a result is for. */
+export interface InvocationRef { tenant_id: string; id: string; instance_id: string }
 
 /** An invocation's final result, as the worker reports it. */
 export type InvocationResult =
@@ -60,27 +63,29 @@ export class Evaluator {
    * records the result as an event and leaves an evaluate job. Returns null when the invocation was
    * already final (a duplicate run): its reaction must not run twice.
    */
-  async recordResult(invocation: InvocationRow, result: InvocationResult): Promise<EvaluationSummary | 'queued' | null> {
+  async recordResult(invocation: InvocationRef, result: InvocationResult): Promise<EvaluationSummary | 'queued' | null> {
     const client = await this.pool.connect()
     try {
       await client.query('begin')
-      const locked = await lockInstance(client, invocation.tenant_id, invocation.instance_id, { nowait: true })
-      if (locked === 'busy') {
-        await client.query('rollback')
-        await client.query('begin')
-        const finished = await finishInvocation(client, invocation.tenant_id, invocation.id, result)
-        if (finished) await appendEvent(client, { tenantId: invocation.tenant_id, instanceId: invocation.instance_id, kind: result.status === 'succeeded' ? 'result' : 'failure', payload: { invocationId: invocation.id } })
-        await client.query('commit')
-        return finished ? 'queued' : null
-      }
-      const finished = await finishInvocation(client, invocation.tenant_id, invocation.id, result)
-      if (!finished || !locked) {
+      const locked = await finishAndLock(client, invocation, result)
+      if (locked !== 'busy' && (!locked.finished || !locked.instance)) {
         await client.query('commit')
         return null
       }
-      const summary = await this.#evaluate(client, locked, [finished], [])
+      if (locked !== 'busy') {
+        const summary = await this.#evaluate(client, locked.instance!, [locked.finished!], [])
+        if (summary) {
+          await client.query('commit')
+          return summary
+        }
+      }
+      // Busy, or the events we read were consumed meanwhile: queue the result for an evaluation.
+      await client.query('rollback')
+      await client.query('begin')
+      const finished = await finishInvocation(client, invocation.tenant_id, invocation.id, result)
+      if (finished) await appendEvent(client, { tenantId: invocation.tenant_id, instanceId: invocation.instance_id, kind: result.status === 'succeeded' ? 'result' : 'failure', payload: { invocationId: invocation.id } })
       await client.query('commit')
-      return summary
+      return finished ? 'queued' : null
     } catch (error) {
       await client.query('rollback').catch(() => undefined)
       throw error
@@ -117,7 +122,7 @@ export class Evaluator {
         return null
       }
       const summary = await this.#evaluate(client, locked, [], [])
-      await client.query('commit')
+      await client.query(summary ? 'commit' : 'rollback')
       return summary
     } catch (error) {
       await client.query('rollback').catch(() => undefined)
@@ -127,8 +132,12 @@ export class Evaluator {
     }
   }
 
-  /** Runs one evaluation on a locked instance: pending events first, then `results`, then chaining. */
-  async #evaluate(client: pg.PoolClient, instance: LockedInstance, results: InvocationRow[], opening: TimelineDraft[]): Promise<EvaluationSummary> {
+  /**
+   * Runs one evaluation on a locked instance: pending events first, then `results`, then chaining.
+   * Returns null, having written but not committed, when some of the events it read had been
+   * consumed by another evaluation meanwhile (a stale read): the caller must roll back.
+   */
+  async #evaluate(client: pg.PoolClient, instance: LockedInstance, results: InvocationRow[], opening: TimelineDraft[]): Promise<EvaluationSummary | null> {
     const bundle = await this.bundles.get(client, instance.tenant_id, instance.active_bundle_id)
     const invocations = [...await this.#pendingInvocations(client, instance), ...results]
     const timeline: TimelineDraft[] = [...opening]
@@ -177,6 +186,7 @@ export class Evaluator {
       consumedEventIds: instance.pending.map((e) => e.id),
       ended: status !== 'running' && status !== 'paused',
     })
+    if (write.consumed !== instance.pending.length) return null
     return { instanceId: instance.id, status, revision: write.revision, firings: result?.firings ?? 0, invocations: write.invocations }
   }
 

@@ -8,7 +8,7 @@ import { formatIssues } from '../../sdk/context.js'
 import type { Evaluator, InvocationResult } from '../engine/index.js'
 import { PraxisError } from '../errors.js'
 import { backoffDelay } from '../queue/index.js'
-import { scheduleRetry, type InvocationRow } from '../store/index.js'
+import { scheduleRetry, type InvocationJob } from '../store/index.js'
 import type pg from 'pg'
 
 type Failure = Extract<InvocationResult, { status: 'failed' }>['failure']
@@ -16,7 +16,7 @@ type Failure = Extract<InvocationResult, { status: 'failed' }>['failure']
 /** What became of one run of an invocation. */
 export type InvokeOutcome = 'succeeded' | 'failed' | 'retry-scheduled' | 'duplicate'
 
-export async function runInvocation(deps: { pool: pg.Pool; evaluator: Evaluator; log: Logger }, fn: FunctionDefinition, invocation: InvocationRow): Promise<InvokeOutcome> {
+export async function runInvocation(deps: { pool: pg.Pool; evaluator: Evaluator; log: Logger }, fn: FunctionDefinition, invocation: InvocationJob): Promise<InvokeOutcome> {
   const attempt = invocation.attempts + 1
   const outcome = await execute(fn, invocation, attempt)
   if (outcome.status === 'succeeded') {
@@ -36,7 +36,7 @@ export async function runInvocation(deps: { pool: pg.Pool; evaluator: Evaluator;
   return recorded === null ? 'duplicate' : 'failed'
 }
 
-async function execute(fn: FunctionDefinition, invocation: InvocationRow, attempt: number): Promise<{ status: 'succeeded'; output: Json } | { status: 'failed'; failure: Failure }> {
+async function execute(fn: FunctionDefinition, invocation: InvocationJob, attempt: number): Promise<{ status: 'succeeded'; output: Json } | { status: 'failed'; failure: Failure }> {
   const fail = (kind: Failure['kind'], message: string) => ({ status: 'failed' as const, failure: { kind, message, attempts: attempt } })
   const input = fn.input.safeParse(invocation.input)
   if (!input.success) return fail('fatal', `input does not match the schema of ${fn.name}: ${formatIssues(input.error.issues)}`)

@@ -10,8 +10,8 @@ import type pg from 'pg'
 import type { Logger } from 'pino'
 import type { FunctionDefinition } from '../../sdk/index.js'
 import { BundleCache, Evaluator } from '../engine/index.js'
-import { EVALUATE_TASK, invokeTask, parsePayload } from '../queue/index.js'
-import { getInvocation, quietLogger } from '../store/index.js'
+import { EVALUATE_TASK, invokeTask, parseInvocationJob, parsePayload } from '../queue/index.js'
+import { quietLogger } from '../store/index.js'
 import { runInvocation } from './invoke.js'
 
 export interface WorkerOptions {
@@ -52,9 +52,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const taskList: Record<string, Task> = {}
   for (const pool of pools) {
     taskList[invokeTask(pool)] = async (payload) => {
-      const { t, i } = parsePayload(payload)
-      const invocation = await getInvocation(options.pool, t, i)
-      if (!invocation || invocation.status !== 'pending') return
+      const invocation = parseInvocationJob(payload)
       const fn = byName.get(invocation.function)
       if (!fn) throw new Error(`PRX_FUNCTION_UNKNOWN: this worker serves pool ${pool} but has no function ${invocation.function}; deploy a worker with the service's current functions.ts`)
       stats[await runInvocation({ pool: options.pool, evaluator, log }, fn, invocation)]++

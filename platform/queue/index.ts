@@ -3,7 +3,9 @@
  * transaction (store/instances.ts, store/events.ts); this module names the tasks and payloads.
  */
 
-/** Task of one function invocation on a pool: `praxis.invoke.<pool>`. Payload: `{ t: tenantId, i: invocationId }`. */
+import type { InvocationJob } from '../store/index.js'
+
+/** Task of one function invocation on a pool: `praxis.invoke.<pool>`. Payload: an `InvocationJob`. */
 export const invokeTask = (pool: string): string => `praxis.invoke.${pool}`
 
 /** Task that consumes an instance's inbox. Payload: `{ t: tenantId, i: instanceId }`; keyed by instance. */
@@ -16,6 +18,18 @@ export function parsePayload(payload: unknown): JobPayload {
   const p = payload as Partial<JobPayload> | null
   if (!p || typeof p.t !== 'string' || typeof p.i !== 'string') throw new Error(`malformed praxis job payload: ${JSON.stringify(payload)}`)
   return { t: p.t, i: p.i }
+}
+
+/** Validates an invoke job's payload (jobs are data in a table anyone with access can write). */
+export function parseInvocationJob(payload: unknown): InvocationJob {
+  const p = payload as Partial<InvocationJob> | null
+  const ok = p !== null && typeof p === 'object'
+    && typeof p.tenant_id === 'string' && typeof p.id === 'string' && typeof p.instance_id === 'string'
+    && typeof p.function === 'string' && typeof p.pool === 'string' && typeof p.priority === 'number'
+    && typeof p.timeout_ms === 'number' && typeof p.attempts === 'number'
+    && typeof p.retry === 'object' && p.retry !== null && typeof p.retry.attempts === 'number'
+  if (!ok) throw new Error(`malformed praxis invoke job payload: ${JSON.stringify(payload)}`)
+  return p as InvocationJob
 }
 
 /** Delay before retry `attempt` (1-based count of failures so far), with ±20% jitter. */

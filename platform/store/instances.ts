@@ -1,6 +1,7 @@
 /** Instance rows: creating, locking for an evaluation, and writing an evaluation's results. */
 import type pg from 'pg'
 import type { Json } from '../../sdk/index.js'
+import type { InvocationRow } from './invocations.js'
 
 type Queryable = Pick<pg.PoolClient, 'query'>
 
@@ -52,6 +53,47 @@ export async function lockInstance(client: Queryable, tenantId: string, instance
   }
 }
 
+// The fused step's first statement: finish the invocation, lock its instance with NOWAIT and read
+// the pending events, in one round trip. The events come from the statement's snapshot, which can
+// predate the commit of an evaluation that just released the row; `writeEvaluation` reports how
+// many it really consumed so the caller can detect that and take the queued path instead.
+const FINISH_AND_LOCK_SQL = `
+with fin as (
+  update praxis.invocations set status = $4, output = $5, failure = $6, attempts = greatest(attempts, $7), finished_at = now()
+  where tenant_id = $1 and id = $3 and status = 'pending' returning *)
+select i.tenant_id, i.id, i.service, i.workflow, i.bundle_id::text, s.active_bundle_id::text, i.status, i.revision, i.facts, i.rule_state,
+  (select row_to_json(fin) from fin) as finished,
+  coalesce((select jsonb_agg(jsonb_build_object('id', e.id::text, 'kind', e.kind, 'payload', e.payload) order by e.id)
+            from praxis.events e where e.tenant_id = i.tenant_id and e.instance_id = i.id and e.consumed_at is null), '[]') as pending
+from praxis.instances i join praxis.services s on s.tenant_id = i.tenant_id and s.name = i.service
+where i.tenant_id = $1 and i.id = $2
+for no key update of i nowait`
+
+/** A final result of an invocation, as stored. */
+export type FinishedResult = { status: 'succeeded'; output: Json; attempts: number } | { status: 'failed'; failure: Json; attempts: number }
+
+/**
+ * Finishes a pending invocation and locks its instance (NOWAIT) in one statement. 'busy' when
+ * another evaluation holds the instance (nothing was written); `finished` is null when the
+ * invocation was already final.
+ */
+export async function finishAndLock(client: Queryable, ref: { tenant_id: string; id: string; instance_id: string }, result: FinishedResult): Promise<'busy' | { instance: LockedInstance | null; finished: InvocationRow | null }> {
+  try {
+    const { rows } = await client.query<LockedInstance & { finished: InvocationRow | null }>({
+      name: 'praxis_finish_and_lock',
+      text: FINISH_AND_LOCK_SQL,
+      values: [ref.tenant_id, ref.instance_id, ref.id, result.status, result.status === 'succeeded' ? JSON.stringify(result.output) : null, result.status === 'failed' ? JSON.stringify(result.failure) : null, result.attempts],
+    })
+    const row = rows[0]
+    if (!row) return { instance: null, finished: null }
+    const { finished, ...instance } = row
+    return { instance, finished }
+  } catch (error) {
+    if ((error as { code?: string }).code === '55P03') return 'busy'
+    throw error
+  }
+}
+
 /** What one evaluation writes, all in one statement. */
 export interface EvaluationWrite {
   tenantId: string
@@ -83,19 +125,20 @@ inv as (
   insert into praxis.invocations (tenant_id, instance_id, rule, function, pool, input, call_key, priority, retry, timeout_ms)
   select $1, $2, c.rule, c.function, c.pool, c.input, c.key, c.priority, c.retry, c."timeoutMs" from jsonb_to_recordset($10) as c(rule text, function text, pool text, input jsonb, key text, priority int, retry jsonb, "timeoutMs" int)
   on conflict (tenant_id, instance_id, call_key) where call_key is not null do nothing
-  returning id, pool, priority),
+  returning id, function, pool, input, priority, retry, timeout_ms),
 ev as (
-  update praxis.events set consumed_at = now() where tenant_id = $1 and id = any($11::bigint[]) returning id),
+  update praxis.events set consumed_at = now() where tenant_id = $1 and id = any($11::bigint[]) and consumed_at is null returning id),
 jobs as (
   select count(*) as n from graphile_worker.add_jobs(array(
-    select row('praxis.invoke.' || inv.pool, json_build_object('t', $1::text, 'i', inv.id), null, null, 25, null, least(greatest(-inv.priority, -32768), 32767), null)::graphile_worker.job_spec from inv))
+    select row('praxis.invoke.' || inv.pool, json_build_object('tenant_id', $1::text, 'id', inv.id, 'instance_id', $2::uuid, 'function', inv.function, 'pool', inv.pool,
+      'input', inv.input, 'priority', inv.priority, 'retry', inv.retry, 'timeout_ms', inv.timeout_ms, 'attempts', 0), null, null, 25, null, least(greatest(-inv.priority, -32768), 32767), null)::graphile_worker.job_spec from inv))
   where exists (select 1 from inv)),
 notify as (select pg_notify('praxis_instance_ended', $1 || ':' || $2) where $12::boolean)
-select (select revision from inst) as revision, (select count(*) from inv)::int as invocations, (select n from jobs) as jobs, (select count(*) from notify) as notified, (select count(*) from ev) as consumed`
+select (select revision from inst) as revision, (select count(*) from inv)::int as invocations, (select n from jobs) as jobs, (select count(*) from notify) as notified, (select count(*) from ev)::int as consumed`
 
 /** Writes an evaluation's results; returns the new revision and how many invocations were created. */
-export async function writeEvaluation(client: Queryable, w: EvaluationWrite): Promise<{ revision: number; invocations: number }> {
-  const { rows } = await client.query<{ revision: number; invocations: number }>({
+export async function writeEvaluation(client: Queryable, w: EvaluationWrite): Promise<{ revision: number; invocations: number; consumed: number }> {
+  const { rows } = await client.query<{ revision: number; invocations: number; consumed: number }>({
     name: 'praxis_write_evaluation',
     text: WRITE_SQL,
     values: [w.tenantId, w.instanceId, JSON.stringify(w.facts), JSON.stringify(w.ruleState), w.status, JSON.stringify(w.result), JSON.stringify(w.error), w.bundleId, JSON.stringify(w.timeline), JSON.stringify(w.calls), w.consumedEventIds, w.ended],

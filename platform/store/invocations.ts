@@ -22,11 +22,6 @@ export interface InvocationRow {
   failure: Json | null
 }
 
-export async function getInvocation(client: Queryable, tenantId: string, id: string): Promise<InvocationRow | null> {
-  const { rows } = await client.query<InvocationRow>({ name: 'praxis_get_invocation', text: 'select * from praxis.invocations where tenant_id = $1 and id = $2', values: [tenantId, id] })
-  return rows[0] ?? null
-}
-
 export async function getInvocations(client: Queryable, tenantId: string, ids: string[]): Promise<Map<string, InvocationRow>> {
   const { rows } = await client.query<InvocationRow>('select * from praxis.invocations where tenant_id = $1 and id = any($2::uuid[])', [tenantId, ids])
   return new Map(rows.map((r) => [r.id, r]))
@@ -46,14 +41,20 @@ export async function finishInvocation(client: Queryable, tenantId: string, id: 
   return rows[0] ?? null
 }
 
+/**
+ * What an invoke job carries: everything a worker needs to run the function, so it reads nothing
+ * before running it. `attempts` counts the attempts made before this job.
+ */
+export type InvocationJob = Pick<InvocationRow, 'tenant_id' | 'id' | 'instance_id' | 'function' | 'pool' | 'input' | 'priority' | 'retry' | 'timeout_ms' | 'attempts'>
+
 /** Records a failed attempt and schedules the next one after `delayMs`, in one statement. */
-export async function scheduleRetry(client: Queryable, row: InvocationRow, attempt: number, failure: Json, delayMs: number): Promise<boolean> {
+export async function scheduleRetry(client: Queryable, job: InvocationJob, attempt: number, failure: Json, delayMs: number): Promise<boolean> {
   const { rows } = await client.query({
     name: 'praxis_schedule_retry',
     text: `with inv as (update praxis.invocations set attempts = greatest(attempts, $3), failure = $4 where tenant_id = $1 and id = $2 and status = 'pending' returning id)
-           select graphile_worker.add_job('praxis.invoke.' || $5::text, json_build_object('t', $1::text, 'i', $2::text), run_at := now() + $6 * interval '1 millisecond', max_attempts := 25, priority := $7::int)
+           select graphile_worker.add_job('praxis.invoke.' || $5::text, $8::json, run_at := now() + $6 * interval '1 millisecond', max_attempts := 25, priority := $7::int)
            from inv`,
-    values: [row.tenant_id, row.id, attempt, JSON.stringify(failure), row.pool, delayMs, Math.max(-32768, Math.min(32767, -row.priority))],
+    values: [job.tenant_id, job.id, attempt, JSON.stringify(failure), job.pool, delayMs, Math.max(-32768, Math.min(32767, -job.priority)), JSON.stringify({ ...job, attempts: attempt })],
   })
   return rows.length > 0
 }
