@@ -107,10 +107,10 @@ create table praxis.timeline (
   rule text,
   data jsonb not null default '{}',
   at timestamptz not null default now(),
-  primary key (tenant_id, id),
+  -- Keyed the way it is read (an instance's entries in order): one index per row, not two.
+  primary key (tenant_id, instance_id, id),
   foreign key (tenant_id, instance_id) references praxis.instances (tenant_id, id) on delete cascade
 );
-create index timeline_instance on praxis.timeline (tenant_id, instance_id, id);
 
 -- Worker processes and the graphile-worker ids they lock jobs with, for the lease sweeper.
 create table praxis.workers (
