@@ -9,7 +9,8 @@
  *
  * `-- --json` prints one JSON object a line: { bench, metric, value, unit, baseline, ratio }, with
  * ratio = value / baseline (latency under 1 and throughput over 1 favour Praxis).
- * Sizes: BENCH_K (steps, 200), BENCH_W (instances, 16), BENCH_MATCH_RUNS (200).
+ * Sizes: BENCH_K (steps, 100), BENCH_W (instances, 16), BENCH_ROUNDS (interleaved rounds, 5),
+ * BENCH_MATCH_RUNS (200).
  */
 import { rm } from 'node:fs/promises'
 import path from 'node:path'
@@ -23,8 +24,9 @@ import { readPath } from '../sdk/facts.js'
 import { noop, stepTimes } from './fixtures/steps/functions.js'
 
 const json = process.argv.includes('--json')
-const K = Number(process.env.BENCH_K ?? 200)
+const K = Number(process.env.BENCH_K ?? 100)
 const W = Number(process.env.BENCH_W ?? 16)
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
 const MATCH_RUNS = Number(process.env.BENCH_MATCH_RUNS ?? 200)
 const CONCURRENCY = 8
 const log = pino({ level: 'silent' })
@@ -88,11 +90,13 @@ async function praxisRuns(pool: import('pg').Pool, evaluator: Evaluator, tenant:
   const [target] = await resolveWorkflow(pool, tenant, 'steps')
   const t0 = performance.now()
   const ids = await Promise.all(Array.from({ length: instances }, async (_, n) => (await evaluator.start(tenant, target!, { run: `${label}-${n}`, k }, null)).id))
+  const deadline = Date.now() + 120_000
   for (const id of ids) {
     for (;;) {
       const view = await getInstance(pool, tenant, id)
       if (view?.status === 'completed') break
       if (view?.status !== 'running') throw new Error(`bench instance ${id} ended ${view?.status}: ${JSON.stringify(view?.error)}`)
+      if (Date.now() > deadline) throw new Error(`bench instance ${id} is stuck at revision ${view.revision} with facts ${JSON.stringify(view.facts)}`)
       await new Promise((r) => setTimeout(r, 20))
     }
   }
@@ -114,24 +118,30 @@ async function benchSteps(pool: import('pg').Pool): Promise<void> {
   await worker.stop()
   await pool.query('analyze')
 
-  for (let round = 0; round < 2; round++) {
-    progress(`[${round * 2 + 1}/4] bare chain: 1 chain × ${K} hops, then ${W} chains × ${K} hops…`)
+  // Interleaved rounds, samples pooled: this machine is shared and noisy, and a drift during one
+  // long run would land on one side of the comparison only.
+  const hops: number[] = []
+  const steps: number[] = []
+  const rates = { bare: { n: 0, ms: 0 }, praxis: { n: 0, ms: 0 } }
+  const w = await startWorker({ pool, log, functions: [noop], concurrency: CONCURRENCY, leaseMs: 60_000, evaluate: true })
+  for (let round = 0; round < ROUNDS; round++) {
+    progress(`[round ${round + 1}/${ROUNDS}] 1 × ${K} and ${W} × ${K}, bare chain then praxis…`)
     const bare1 = await bareChains(pool, 1, K)
-    const bareW = await bareChains(pool, W, K)
-    progress(`[${round * 2 + 2}/4] praxis: 1 instance × ${K} steps, then ${W} instances × ${K} steps…`)
-    const w = await startWorker({ pool, log, functions: [noop], concurrency: CONCURRENCY, leaseMs: 60_000, evaluate: true })
     const one = await praxisRuns(pool, evaluator, 'bench', 1, K, `one${round}`)
+    const bareW = await bareChains(pool, W, K)
     const many = await praxisRuns(pool, evaluator, 'bench', W, K, `many${round}`)
-    await w.stop()
-    if (round === 0) continue // first round is a second warm-up at full size
-    const hop = intervals(bare1.times.get(0)!)
-    const step = intervals(one.times[0]!)
-    record('steps', 'per-step p50', quantile(step, 0.5), 'ms', quantile(hop, 0.5))
-    record('steps', 'per-step p99', quantile(step, 0.99), 'ms', quantile(hop, 0.99))
-    const bareHops = [...bareW.times.values()].reduce((n, ts) => n + ts.length, 0)
-    const steps = many.times.reduce((n, ts) => n + ts.length, 0)
-    record('steps', `throughput W=${W}`, steps / (many.elapsedMs / 1000), 'steps/s', bareHops / (bareW.elapsedMs / 1000))
+    hops.push(...intervals(bare1.times.get(0)!))
+    steps.push(...intervals(one.times[0]!))
+    rates.bare.n += [...bareW.times.values()].reduce((n, ts) => n + ts.length, 0)
+    rates.bare.ms += bareW.elapsedMs
+    rates.praxis.n += many.times.reduce((n, ts) => n + ts.length, 0)
+    rates.praxis.ms += many.elapsedMs
   }
+  await w.stop()
+  record('steps', 'per-step p50', quantile(steps, 0.5), 'ms', quantile(hops, 0.5))
+  record('steps', 'per-step p99', quantile(steps, 0.99), 'ms', quantile(hops, 0.99))
+  record('steps', `throughput W=${W}`, rates.praxis.n / (rates.praxis.ms / 1000), 'steps/s', rates.bare.n / (rates.bare.ms / 1000))
+  await evaluator.close()
 }
 
 async function benchMatch(): Promise<void> {

@@ -123,3 +123,49 @@ describe('a result delivered twice reacts once', () => {
     await expectReactedOnce(id, invocation.id)
   })
 })
+
+describe('the optimistic fused step (a snapshot read while the function ran)', () => {
+  it('applies the result in one write when the instance did not move', async () => {
+    const { id, invocation } = await startCounter()
+    const e = evaluator()
+    const summary = await e.recordResult(invocation, RESULT, e.snapshot(invocation))
+    expect(summary).toMatchObject({ instanceId: id, status: 'completed' })
+    await expectReactedOnce(id, invocation.id)
+  })
+
+  it('ignores a duplicate result whose snapshot predates the first', async () => {
+    const { id, invocation } = await startCounter()
+    const e = evaluator()
+    const early = e.snapshot(invocation)
+    const late = e.snapshot(invocation)
+    expect(await e.recordResult(invocation, RESULT, early)).toMatchObject({ status: 'completed' })
+    expect(await e.recordResult(invocation, RESULT, late)).toBeNull()
+    await expectReactedOnce(id, invocation.id)
+  })
+
+  it('falls back to the locked path when the instance moved after the snapshot, writing nothing twice', async () => {
+    const { id, invocation } = await startCounter()
+    const e = evaluator()
+    const stale = await e.snapshot(invocation)
+    // Another evaluation changes the instance meanwhile (here: its facts and revision directly).
+    await p.db.pool.query(`update praxis.instances set revision = revision + 1, facts = facts || '{"reactions": 10}' where tenant_id = $1 and id = $2`, [TENANT, id])
+    const summary = await e.recordResult(invocation, RESULT, Promise.resolve(stale))
+    expect(summary).toMatchObject({ instanceId: id, status: 'completed', revision: stale!.revision + 2 })
+    // The reaction ran on the current facts (10 + 1), not on the snapshot's (0 + 1), once.
+    const done = await p.request('GET', `/v1/instances/${id}`)
+    expect(done.body).toMatchObject({ status: 'completed', facts: { reactions: 11, lastValue: 1 }, result: { reactions: 11 } })
+    expect(await count("select 1 from praxis.timeline where tenant_id = $1 and instance_id = $2 and kind = 'invocation.succeeded'", [TENANT, id])).toBe(1)
+    const { rows: [row] } = await p.db.pool.query('select status, attempts from praxis.invocations where tenant_id = $1 and id = $2', [TENANT, invocation.id])
+    expect(row).toEqual({ status: 'succeeded', attempts: 1 })
+  })
+
+  it('reacts once when two optimistic results race', async () => {
+    for (let round = 0; round < 4; round++) {
+      const { id, invocation } = await startCounter()
+      const [a, b] = [evaluator(), evaluator()]
+      const outcomes = await Promise.all([a.recordResult(invocation, RESULT, a.snapshot(invocation)), b.recordResult(invocation, RESULT, b.snapshot(invocation))])
+      expect(outcomes.filter((o) => o === null), JSON.stringify(outcomes)).toHaveLength(1)
+      await expectReactedOnce(id, invocation.id)
+    }
+  })
+})

@@ -39,7 +39,10 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   app.decorateRequest('tenantId', '')
 
   app.addHook('onReady', () => waiters.start())
-  app.addHook('onClose', () => waiters.stop())
+  app.addHook('onClose', async () => {
+    await waiters.stop()
+    await evaluator.close()
+  })
 
   app.setErrorHandler((error, request, reply) => {
     if (error instanceof PraxisError) return reply.status(error.status).send({ error: { code: error.code, message: error.message, details: error.details ?? null } })

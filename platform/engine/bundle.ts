@@ -1,5 +1,5 @@
 /**
- * Bundles: the rules side of a service, built once with esbuild into one script, stored in the
+ * Bundles: the rules side of a service, built once into one script (build.ts), stored in the
  * database, and loaded by any server or worker process. Rule code runs behind the JSON protocol of
  * sdk/runtime.ts inside a `node:vm` context with its own globals, a deterministic clock and random,
  * and a CPU time limit per call.
@@ -8,17 +8,10 @@
  * hostile tenant (see DESIGN.md, "sandboxed"): swapping in isolated-vm only changes `loadRuntime`.
  */
 import { createHash } from 'node:crypto'
-import { existsSync } from 'node:fs'
-import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import vm from 'node:vm'
-import { builtinModules } from 'node:module'
-import { build, type Plugin } from 'esbuild'
 import { conditionPaths, type Condition } from '../../sdk/index.js'
 import type { RunRequest, RunResult, WorkflowDescription } from '../../sdk/runtime.js'
 import { PraxisError } from '../errors.js'
-
-const RUNTIME_ENTRY = fileURLToPath(new URL('../../sdk/runtime.ts', import.meta.url))
 
 /** What a built bundle carries besides its code. */
 export interface Manifest {
@@ -59,56 +52,11 @@ export interface Runtime {
 
 export interface LoadedBundle {
   service: string
+  /** The bundle's script, so a rule sandbox can load it too. */
+  code: string
   workflows: Map<string, LoadedWorkflow>
   runtime: Runtime
   manifest: Manifest
-}
-
-/** Builds the rules side of the service in `serviceDir` (its `workflows.ts`) into one script. */
-export async function buildBundle(serviceDir: string): Promise<{ code: string; hash: string }> {
-  const entry = ['workflows.ts', 'workflows.js'].map((f) => path.resolve(serviceDir, f)).find((f) => existsSync(f))
-  if (!entry) throw new PraxisError('PRX_BUNDLE_BUILD_FAILED', `no workflows.ts in ${serviceDir}: a service keeps its rules side in workflows.ts and its functions in functions.ts`)
-  const result = await build({
-    stdin: {
-      contents: `import * as workflows from ${JSON.stringify(entry)}\nimport { createRuntime } from ${JSON.stringify(RUNTIME_ENTRY)}\nglobalThis.__praxis = createRuntime([workflows])\n`,
-      resolveDir: path.dirname(entry),
-      loader: 'ts',
-      sourcefile: 'praxis-bundle-entry.ts',
-    },
-    bundle: true,
-    write: false,
-    format: 'iife',
-    platform: 'neutral',
-    mainFields: ['module', 'main'],
-    target: 'es2022',
-    legalComments: 'none',
-    logLevel: 'silent',
-    plugins: [nodeBuiltinsUnavailable],
-  }).catch((error: { errors?: { text: string; location?: { file: string; line: number } | null }[] }) => {
-    const lines = (error.errors ?? []).map((e) => `  ${e.location ? `${e.location.file}:${e.location.line}: ` : ''}${e.text}`)
-    throw new PraxisError('PRX_BUNDLE_BUILD_FAILED', `cannot bundle ${entry}:\n${lines.join('\n')}\nthe rules side runs in a sandbox without Node APIs: keep I/O in function handlers`, { cause: error })
-  })
-  const code = result.outputFiles[0]!.text
-  return { code, hash: sha256(code) }
-}
-
-/**
- * Rules import their functions' definitions for names and schemas, and so, transitively, the
- * Node modules the handlers use. Handlers never run in the sandbox: such imports resolve to a
- * module whose every use throws a message saying why. (Generated stubs remove them altogether.)
- */
-const nodeBuiltinsUnavailable: Plugin = {
-  name: 'praxis-node-builtins-unavailable',
-  setup(b) {
-    const builtins = new Set(builtinModules)
-    b.onResolve({ filter: /^[a-z_:/]+$/ }, (args) =>
-      args.path.startsWith('node:') || builtins.has(args.path) ? { path: args.path, namespace: 'praxis-unavailable' } : undefined)
-    b.onLoad({ filter: /.*/, namespace: 'praxis-unavailable' }, (args) => ({
-      contents: `const fail = () => { throw new Error(${JSON.stringify(`${args.path} is not available to rule code: do I/O in a function handler`)}) }
-module.exports = new Proxy(fail, { get: (_, key) => key === '__esModule' ? false : fail, apply: fail, construct: fail })`,
-      loader: 'js',
-    }))
-  },
 }
 
 /** Loads a bundle's code and describes it. Throws PRX_BUNDLE_INVALID with the reason. */
@@ -145,7 +93,7 @@ export function loadBundle(service: string, code: string, options: { callTimeout
     })
   }
   if (workflows.size === 0) throw new PraxisError('PRX_BUNDLE_INVALID', `the bundle of service ${service} exports no workflow: export each defineWorkflow(...) from workflows.ts`)
-  return { service, workflows, runtime: runtime.host, manifest }
+  return { service, code, workflows, runtime: runtime.host, manifest }
 }
 
 function loadRuntime(code: string, callTimeoutMs: number): { host: Runtime; describe(): WorkflowDescription[] } {
@@ -187,6 +135,7 @@ function loadRuntime(code: string, callTimeoutMs: number): { host: Runtime; desc
   }
 }
 
-function sha256(text: string): string {
+/** Hex SHA-256 of a text (bundle code, rule fingerprints). */
+export function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex')
 }

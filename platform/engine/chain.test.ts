@@ -6,7 +6,8 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { beforeAll, describe, expect, it } from 'vitest'
 import type { Json } from '../../sdk/index.js'
-import { buildBundle, loadBundle, type LoadedBundle, type LoadedWorkflow } from './bundle.js'
+import { buildBundle } from './build.js'
+import { loadBundle, type LoadedBundle, type LoadedWorkflow } from './bundle.js'
 import { chain, type ChainResult, type HandlerRun } from './chain.js'
 
 const FIXTURES = fileURLToPath(new URL('../../test/fixtures/', import.meta.url))

@@ -7,18 +7,18 @@ import type pg from 'pg'
 import type { Json } from '../../sdk/index.js'
 import { PraxisError } from '../errors.js'
 import {
-  appendEvent, finishAndLock, finishInvocation, getInvocations, insertInstance, lockInstance, writeEvaluation,
-  type InvocationRow, type LockedInstance, type PendingEvent,
+  appendEvent, finishAndLock, finishInvocation, getInvocations, insertInstance, lockInstance, readInstance, writeEvaluation,
+  type InvocationJob, type InvocationRow, type LockedInstance, type PendingEvent, type WriteGuard,
 } from '../store/index.js'
 import type { LoadedBundle } from './bundle.js'
 import type { BundleCache } from './bundle-cache.js'
-import { chain, type HandlerRun, type TimelineDraft } from './chain.js'
+import type { ChainResult, HandlerRun, TimelineDraft } from './chain.js'
+import { RuleSandbox, RuleTimeoutError } from './sandbox.js'
 
 /** What happened to an instance in one evaluation. */
 export interface EvaluationSummary { instanceId: string; status: LockedInstance['status']; revision: number; firings: number; invocations: number }
 
-/** Which invocation a result is for. */
-export interface InvocationRef { tenant_id: string; id: string; instance_id: string }
+type Queryable = Pick<pg.PoolClient, 'query'>
 
 /** An invocation's final result, as the worker reports it. */
 export type InvocationResult =
@@ -26,7 +26,16 @@ export type InvocationResult =
   | { status: 'failed'; failure: { kind: 'retryable' | 'fatal' | 'timeout' | 'cancelled'; message: string; attempts: number }; attempts: number }
 
 export class Evaluator {
-  constructor(private readonly pool: pg.Pool, private readonly bundles: BundleCache) {}
+  readonly #sandbox: RuleSandbox
+
+  constructor(private readonly pool: pg.Pool, private readonly bundles: BundleCache, options: { ruleTimeoutMs?: number } = {}) {
+    this.#sandbox = new RuleSandbox(options.ruleTimeoutMs ?? 1000)
+  }
+
+  /** Stops the rule sandbox thread. */
+  async close(): Promise<void> {
+    await this.#sandbox.close()
+  }
 
   /**
    * Starts an instance: validates the input, runs `init`, inserts the row and evaluates it, in one
@@ -44,7 +53,7 @@ export class Evaluator {
         let summary: EvaluationSummary | null = null
         if (created) {
           const locked = await lockInstance(client, tenantId, id, { nowait: false })
-          summary = await this.#evaluate(client, locked as LockedInstance, [], [{ kind: 'instance.started', data: { input: input as Json, facts: init.facts } }])
+          summary = await this.#evaluateLocked(client, locked as LockedInstance, [], [{ kind: 'instance.started', data: { input: input as Json, facts: init.facts } }])
         }
         await client.query('commit')
         return { id, created, summary }
@@ -58,22 +67,40 @@ export class Evaluator {
   }
 
   /**
-   * Records an invocation's final result and reacts to it: the fused step. Takes the instance lock
-   * with NOWAIT and evaluates in the same transaction; when another evaluation holds the lock, it
-   * records the result as an event and leaves an evaluate job. Returns null when the invocation was
-   * already final (a duplicate run): its reaction must not run twice.
+   * Reads the instance an invocation belongs to, without a lock: start it while the function runs
+   * and pass it to `recordResult`, so the fused step usually needs no lock and one write.
    */
-  async recordResult(invocation: InvocationRef, result: InvocationResult): Promise<EvaluationSummary | 'queued' | null> {
+  snapshot(job: Pick<InvocationJob, 'tenant_id' | 'instance_id'>): Promise<LockedInstance | null> {
+    return readInstance(this.pool, job.tenant_id, job.instance_id).catch(() => null)
+  }
+
+  /**
+   * Records an invocation's final result and reacts to it: the fused step, one commit.
+   *
+   * With a `snapshot` of a running instance and no pending events, it evaluates on the snapshot
+   * and writes everything in one statement that applies only if the instance is still at the
+   * revision read (optimistic: no lock held while rules run). Otherwise, or when the instance moved,
+   * it takes the instance lock with NOWAIT and evaluates in a transaction; when another evaluation
+   * holds the lock, it records the result as an event and leaves an evaluate job. Returns null when
+   * the invocation was already final (a duplicate run): its reaction must not run twice.
+   */
+  async recordResult(job: InvocationJob, result: InvocationResult, snapshot?: Promise<LockedInstance | null>): Promise<EvaluationSummary | 'queued' | null> {
+    const seen = await snapshot
+    if (seen && seen.status === 'running' && seen.pending.length === 0) {
+      const written = await this.#evaluate(this.pool, seen, [finishedRow(job, result)], [], { expectedRevision: seen.revision, invocationId: job.id, result })
+      if (written === 'duplicate') return null
+      if (written !== 'moved' && written !== null) return written
+    }
     const client = await this.pool.connect()
     try {
       await client.query('begin')
-      const locked = await finishAndLock(client, invocation, result)
+      const locked = await finishAndLock(client, job, result)
       if (locked !== 'busy' && (!locked.finished || !locked.instance)) {
         await client.query('commit')
         return null
       }
       if (locked !== 'busy') {
-        const summary = await this.#evaluate(client, locked.instance!, [locked.finished!], [])
+        const summary = await this.#evaluateLocked(client, locked.instance!, [locked.finished!], [])
         if (summary) {
           await client.query('commit')
           return summary
@@ -82,8 +109,8 @@ export class Evaluator {
       // Busy, or the events we read were consumed meanwhile: queue the result for an evaluation.
       await client.query('rollback')
       await client.query('begin')
-      const finished = await finishInvocation(client, invocation.tenant_id, invocation.id, result)
-      if (finished) await appendEvent(client, { tenantId: invocation.tenant_id, instanceId: invocation.instance_id, kind: result.status === 'succeeded' ? 'result' : 'failure', payload: { invocationId: invocation.id } })
+      const finished = await finishInvocation(client, job.tenant_id, job.id, result)
+      if (finished) await appendEvent(client, { tenantId: job.tenant_id, instanceId: job.instance_id, kind: result.status === 'succeeded' ? 'result' : 'failure', payload: { invocationId: job.id } })
       await client.query('commit')
       return finished ? 'queued' : null
     } catch (error) {
@@ -121,7 +148,7 @@ export class Evaluator {
         await client.query('rollback')
         return null
       }
-      const summary = await this.#evaluate(client, locked, [], [])
+      const summary = await this.#evaluateLocked(client, locked, [], [])
       await client.query(summary ? 'commit' : 'rollback')
       return summary
     } catch (error) {
@@ -132,12 +159,39 @@ export class Evaluator {
     }
   }
 
+  /** Forward-chains in the sandbox; an evaluation that overran its time fails its instance. */
+  async #chain(instance: LockedInstance, bundle: LoadedBundle, handlers: HandlerRun[]): Promise<ChainResult> {
+    const input = { facts: instance.facts, ruleState: instance.rule_state, handlers }
+    try {
+      return await this.#sandbox.chain(`${instance.tenant_id}:${instance.active_bundle_id}`, bundle, instance.workflow, input)
+    } catch (error) {
+      if (!(error instanceof RuleTimeoutError)) throw error
+      const failure = { message: error.message, details: { code: error.code } }
+      return {
+        facts: instance.facts,
+        ruleState: instance.rule_state,
+        timeline: [...handlers.flatMap((h) => (h.timeline ? [h.timeline] : [])), { kind: 'rule.failed', data: failure }, { kind: 'instance.failed', data: { error: failure } }],
+        calls: [],
+        outcome: { status: 'failed', error: failure },
+        changed: true,
+        firings: 0,
+      }
+    }
+  }
+
+  /** `#evaluate` on an instance whose lock this transaction holds (no guard, so no 'moved'). */
+  async #evaluateLocked(client: Queryable, instance: LockedInstance, results: InvocationRow[], opening: TimelineDraft[]): Promise<EvaluationSummary | null> {
+    const summary = await this.#evaluate(client, instance, results, opening)
+    return typeof summary === 'string' ? null : summary
+  }
+
   /**
-   * Runs one evaluation on a locked instance: pending events first, then `results`, then chaining.
-   * Returns null, having written but not committed, when some of the events it read had been
-   * consumed by another evaluation meanwhile (a stale read): the caller must roll back.
+   * Runs one evaluation: pending events first, then `results`, then chaining, and writes it.
+   * On a locked instance, returns null, having written but not committed, when some of the events
+   * it read had been consumed by another evaluation meanwhile (a stale read): the caller must roll
+   * back. With a guard (no lock), returns 'moved' or 'duplicate' when nothing was written.
    */
-  async #evaluate(client: pg.PoolClient, instance: LockedInstance, results: InvocationRow[], opening: TimelineDraft[]): Promise<EvaluationSummary | null> {
+  async #evaluate(client: Queryable, instance: LockedInstance, results: InvocationRow[], opening: TimelineDraft[], guard?: WriteGuard): Promise<EvaluationSummary | 'moved' | 'duplicate' | null> {
     const bundle = await this.bundles.get(client, instance.tenant_id, instance.active_bundle_id)
     const invocations = [...await this.#pendingInvocations(client, instance), ...results]
     const timeline: TimelineDraft[] = [...opening]
@@ -162,7 +216,7 @@ export class Evaluator {
     const running = instance.status === 'running'
     if (!workflow) failure ??= { message: `workflow ${instance.workflow} is not in the active bundle of service ${instance.service}: deploy a bundle that has it, or cancel the instance`, details: { code: 'PRX_WORKFLOW_NOT_FOUND' } }
     const result = running && workflow && !failure
-      ? await chain(bundle, workflow, { facts: instance.facts, ruleState: instance.rule_state, handlers })
+      ? await this.#chain(instance, bundle, handlers)
       : null
     if (result) timeline.push(...result.timeline)
     else {
@@ -185,14 +239,26 @@ export class Evaluator {
       calls: outcome ? [] : (result?.calls ?? []).map((c) => ({ rule: c.rule, function: c.function, pool: c.pool, input: c.input, key: c.key, priority: c.priority, retry: c.retry, timeoutMs: c.timeoutMs })),
       consumedEventIds: instance.pending.map((e) => e.id),
       ended: status !== 'running' && status !== 'paused',
-    })
+    }, guard)
+    if (typeof write === 'string') return write
     if (write.consumed !== instance.pending.length) return null
     return { instanceId: instance.id, status, revision: write.revision, firings: result?.firings ?? 0, invocations: write.invocations }
   }
 
-  async #pendingInvocations(client: pg.PoolClient, instance: LockedInstance): Promise<InvocationRow[]> {
+  async #pendingInvocations(client: Queryable, instance: LockedInstance): Promise<InvocationRow[]> {
     const ids = instance.pending.map((e: PendingEvent) => e.payload.invocationId).filter((id): id is string => Boolean(id))
     return ids.length === 0 ? [] : [...(await getInvocations(client, instance.tenant_id, ids)).values()]
+  }
+}
+
+/** The invocation row as it will be once `result` is recorded (built from the job, no read). */
+function finishedRow(job: InvocationJob, result: InvocationResult): InvocationRow {
+  return {
+    ...job,
+    status: result.status,
+    attempts: result.attempts,
+    output: result.status === 'succeeded' ? result.output : null,
+    failure: result.status === 'failed' ? (result.failure as unknown as Json) : null,
   }
 }
 

@@ -18,9 +18,11 @@ export type InvokeOutcome = 'succeeded' | 'failed' | 'retry-scheduled' | 'duplic
 
 export async function runInvocation(deps: { pool: pg.Pool; evaluator: Evaluator; log: Logger }, fn: FunctionDefinition, invocation: InvocationJob): Promise<InvokeOutcome> {
   const attempt = invocation.attempts + 1
+  // Read the instance while the function runs: the fused step then usually needs one write.
+  const snapshot = deps.evaluator.snapshot(invocation)
   const outcome = await execute(fn, invocation, attempt)
   if (outcome.status === 'succeeded') {
-    const recorded = await deps.evaluator.recordResult(invocation, { status: 'succeeded', output: outcome.output, attempts: attempt })
+    const recorded = await deps.evaluator.recordResult(invocation, { status: 'succeeded', output: outcome.output, attempts: attempt }, snapshot)
     return recorded === null ? 'duplicate' : 'succeeded'
   }
   const failure = outcome.failure
@@ -32,7 +34,7 @@ export async function runInvocation(deps: { pool: pg.Pool; evaluator: Evaluator;
     return scheduled ? 'retry-scheduled' : 'duplicate'
   }
   deps.log.warn({ invocationId: invocation.id, function: fn.name, attempt, kind: failure.kind, error: failure.message }, 'invocation failed for good')
-  const recorded = await deps.evaluator.recordResult(invocation, { status: 'failed', failure, attempts: attempt })
+  const recorded = await deps.evaluator.recordResult(invocation, { status: 'failed', failure, attempts: attempt }, snapshot)
   return recorded === null ? 'duplicate' : 'failed'
 }
 

@@ -41,7 +41,7 @@ export interface WorkerHandle {
 export async function startWorker(options: WorkerOptions): Promise<WorkerHandle> {
   const id = `worker-${randomBytes(6).toString('hex')}`
   const log = options.log.child({ workerId: id })
-  const evaluator = new Evaluator(options.pool, new BundleCache(64, options.ruleTimeoutMs ?? 1000))
+  const evaluator = new Evaluator(options.pool, new BundleCache(), { ruleTimeoutMs: options.ruleTimeoutMs ?? 1000 })
   const stats = { succeeded: 0, failed: 0, 'retry-scheduled': 0, duplicate: 0, evaluations: 0 }
   const byName = new Map<string, FunctionDefinition>()
   for (const fn of options.functions) {
@@ -97,6 +97,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     async stop() {
       clearInterval(heartbeat)
       await runner.stop()
+      await evaluator.close()
       await options.pool.query('delete from praxis.workers where id = $1', [id]).catch(() => undefined)
     },
   }

@@ -25,7 +25,7 @@ export function parseInvocationJob(payload: unknown): InvocationJob {
   const p = payload as Partial<InvocationJob> | null
   const ok = p !== null && typeof p === 'object'
     && typeof p.tenant_id === 'string' && typeof p.id === 'string' && typeof p.instance_id === 'string'
-    && typeof p.function === 'string' && typeof p.pool === 'string' && typeof p.priority === 'number'
+    && typeof p.rule === 'string' && typeof p.function === 'string' && typeof p.pool === 'string' && typeof p.priority === 'number'
     && typeof p.timeout_ms === 'number' && typeof p.attempts === 'number'
     && typeof p.retry === 'object' && p.retry !== null && typeof p.retry.attempts === 'number'
   if (!ok) throw new Error(`malformed praxis invoke job payload: ${JSON.stringify(payload)}`)

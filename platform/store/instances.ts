@@ -113,37 +113,79 @@ export interface EvaluationWrite {
 
 // One round trip: the instance row, its timeline, new invocations (deduplicated by call key),
 // their jobs through graphile-worker's add_jobs (one NOTIFY for the whole fan-out), consumed events.
+// With `expected` (the optimistic fused step, no lock held) it also finishes the invocation, and
+// applies only if the instance is still at the revision the evaluation read and the invocation was
+// still pending; an instance that moved meanwhile raises 40001 so the finish rolls back too.
 const WRITE_SQL = `
-with inst as (
+with fin as (
+  update praxis.invocations set status = $14, output = $15, failure = $16, attempts = greatest(attempts, $17), finished_at = now()
+  where $13::uuid is not null and tenant_id = $1 and id = $13 and status = 'pending' returning id),
+inst as (
   update praxis.instances set facts = $3, rule_state = $4, status = $5, result = $6, error = $7,
     bundle_id = $8, revision = revision + 1, updated_at = now()
-  where tenant_id = $1 and id = $2 returning revision),
+  where tenant_id = $1 and id = $2 and ($12::int is null or revision = $12) and ($13::uuid is null or exists (select 1 from fin))
+  returning revision),
 tl as (
   insert into praxis.timeline (tenant_id, instance_id, revision, kind, rule, data)
-  select $1, $2, (select revision from inst), t.kind, t.rule, coalesce(t.data, '{}') from rows from (jsonb_to_recordset($9) as (kind text, rule text, data jsonb)) with ordinality as t(kind, rule, data, ord) order by t.ord),
+  select $1, $2, inst.revision, t.kind, t.rule, coalesce(t.data, '{}')
+  from inst, rows from (jsonb_to_recordset($9) as (kind text, rule text, data jsonb)) with ordinality as t(kind, rule, data, ord) order by t.ord),
 inv as (
   insert into praxis.invocations (tenant_id, instance_id, rule, function, pool, input, call_key, priority, retry, timeout_ms)
-  select $1, $2, c.rule, c.function, c.pool, c.input, c.key, c.priority, c.retry, c."timeoutMs" from jsonb_to_recordset($10) as c(rule text, function text, pool text, input jsonb, key text, priority int, retry jsonb, "timeoutMs" int)
+  select $1, $2, c.rule, c.function, c.pool, c.input, c.key, c.priority, c.retry, c."timeoutMs"
+  from inst, jsonb_to_recordset($10) as c(rule text, function text, pool text, input jsonb, key text, priority int, retry jsonb, "timeoutMs" int)
   on conflict (tenant_id, instance_id, call_key) where call_key is not null do nothing
-  returning id, function, pool, input, priority, retry, timeout_ms),
+  returning id, rule, function, pool, input, call_key, priority, retry, timeout_ms),
 ev as (
-  update praxis.events set consumed_at = now() where tenant_id = $1 and id = any($11::bigint[]) and consumed_at is null returning id),
+  update praxis.events set consumed_at = now() where tenant_id = $1 and id = any($11::bigint[]) and consumed_at is null and exists (select 1 from inst) returning id),
 jobs as (
   select count(*) as n from graphile_worker.add_jobs(array(
-    select row('praxis.invoke.' || inv.pool, json_build_object('tenant_id', $1::text, 'id', inv.id, 'instance_id', $2::uuid, 'function', inv.function, 'pool', inv.pool,
-      'input', inv.input, 'priority', inv.priority, 'retry', inv.retry, 'timeout_ms', inv.timeout_ms, 'attempts', 0), null, null, 25, null, least(greatest(-inv.priority, -32768), 32767), null)::graphile_worker.job_spec from inv))
+    select row('praxis.invoke.' || inv.pool, json_build_object('tenant_id', $1::text, 'id', inv.id, 'instance_id', $2::uuid, 'rule', inv.rule, 'function', inv.function, 'pool', inv.pool,
+      'input', inv.input, 'call_key', inv.call_key, 'priority', inv.priority, 'retry', inv.retry, 'timeout_ms', inv.timeout_ms, 'attempts', 0),
+      null, null, 25, null, least(greatest(-inv.priority, -32768), 32767), null)::graphile_worker.job_spec from inv))
   where exists (select 1 from inv)),
-notify as (select pg_notify('praxis_instance_ended', $1 || ':' || $2) where $12::boolean)
-select (select revision from inst) as revision, (select count(*) from inv)::int as invocations, (select n from jobs) as jobs, (select count(*) from notify) as notified, (select count(*) from ev)::int as consumed`
+notify as (select pg_notify('praxis_instance_ended', $1 || ':' || $2) from inst where $18::boolean)
+select (select revision from inst) as revision, (select count(*) from inv)::int as invocations, (select n from jobs) as jobs,
+  (select count(*) from notify) as notified, (select count(*) from ev)::int as consumed, (select count(*) from fin)::int as finished,
+  case when exists (select 1 from fin) and not exists (select 1 from inst) then praxis.instance_moved() end as moved`
 
-/** Writes an evaluation's results; returns the new revision and how many invocations were created. */
-export async function writeEvaluation(client: Queryable, w: EvaluationWrite): Promise<{ revision: number; invocations: number; consumed: number }> {
-  const { rows } = await client.query<{ revision: number; invocations: number; consumed: number }>({
-    name: 'praxis_write_evaluation',
-    text: WRITE_SQL,
-    values: [w.tenantId, w.instanceId, JSON.stringify(w.facts), JSON.stringify(w.ruleState), w.status, JSON.stringify(w.result), JSON.stringify(w.error), w.bundleId, JSON.stringify(w.timeline), JSON.stringify(w.calls), w.consumedEventIds, w.ended],
-  })
-  return rows[0]!
+/** The optimistic fused step's guard: the revision read, and the invocation result to record with the write. */
+export interface WriteGuard { expectedRevision: number; invocationId: string; result: FinishedResult }
+
+/**
+ * Writes an evaluation's results. With a guard, returns 'duplicate' when the invocation was no
+ * longer pending and 'moved' when the instance changed since it was read (nothing written).
+ */
+export async function writeEvaluation(client: Queryable, w: EvaluationWrite, guard?: WriteGuard): Promise<{ revision: number; invocations: number; consumed: number } | 'duplicate' | 'moved'> {
+  const r = guard?.result
+  try {
+    const { rows } = await client.query<{ revision: number | null; invocations: number; consumed: number; finished: number }>({
+      name: 'praxis_write_evaluation',
+      text: WRITE_SQL,
+      values: [w.tenantId, w.instanceId, JSON.stringify(w.facts), JSON.stringify(w.ruleState), w.status, JSON.stringify(w.result), JSON.stringify(w.error), w.bundleId,
+        JSON.stringify(w.timeline), JSON.stringify(w.calls), w.consumedEventIds, guard?.expectedRevision ?? null, guard?.invocationId ?? null,
+        r?.status ?? null, r?.status === 'succeeded' ? JSON.stringify(r.output) : null, r?.status === 'failed' ? JSON.stringify(r.failure) : null, r?.attempts ?? null, w.ended],
+    })
+    const row = rows[0]!
+    if (guard && row.finished === 0) return 'duplicate'
+    if (row.revision === null) return 'moved'
+    return { revision: row.revision, invocations: row.invocations, consumed: row.consumed }
+  } catch (error) {
+    if (guard && (error as { code?: string }).code === '40001') return 'moved'
+    throw error
+  }
+}
+
+const READ_SQL = `
+select i.tenant_id, i.id, i.service, i.workflow, i.bundle_id::text, s.active_bundle_id::text, i.status, i.revision, i.facts, i.rule_state,
+  coalesce((select jsonb_agg(jsonb_build_object('id', e.id::text, 'kind', e.kind, 'payload', e.payload) order by e.id)
+            from praxis.events e where e.tenant_id = i.tenant_id and e.instance_id = i.id and e.consumed_at is null), '[]') as pending
+from praxis.instances i join praxis.services s on s.tenant_id = i.tenant_id and s.name = i.service
+where i.tenant_id = $1 and i.id = $2`
+
+/** Reads an instance as an evaluation needs it, without a lock (the optimistic fused step). */
+export async function readInstance(client: Queryable, tenantId: string, instanceId: string): Promise<LockedInstance | null> {
+  const { rows } = await client.query<LockedInstance>({ name: 'praxis_read_instance', text: READ_SQL, values: [tenantId, instanceId] })
+  return rows[0] ?? null
 }
 
 /** Inserts a new instance (or returns the one with the same idempotency key). */

@@ -45,7 +45,7 @@ export async function finishInvocation(client: Queryable, tenantId: string, id: 
  * What an invoke job carries: everything a worker needs to run the function, so it reads nothing
  * before running it. `attempts` counts the attempts made before this job.
  */
-export type InvocationJob = Pick<InvocationRow, 'tenant_id' | 'id' | 'instance_id' | 'function' | 'pool' | 'input' | 'priority' | 'retry' | 'timeout_ms' | 'attempts'>
+export type InvocationJob = Pick<InvocationRow, 'tenant_id' | 'id' | 'instance_id' | 'rule' | 'function' | 'pool' | 'input' | 'call_key' | 'priority' | 'retry' | 'timeout_ms' | 'attempts'>
 
 /** Records a failed attempt and schedules the next one after `delayMs`, in one statement. */
 export async function scheduleRetry(client: Queryable, job: InvocationJob, attempt: number, failure: Json, delayMs: number): Promise<boolean> {

@@ -120,3 +120,11 @@ create table praxis.workers (
   started_at timestamptz not null default now(),
   heartbeat_at timestamptz not null default now()
 );
+
+-- Raised by the optimistic fused step's write when the instance moved since it was read: the
+-- whole statement (the invocation's finish included) rolls back and the worker takes the lock.
+create function praxis.instance_moved() returns int language plpgsql as $$
+begin
+  raise exception 'praxis: the instance changed since it was read' using errcode = '40001';
+end
+$$;
