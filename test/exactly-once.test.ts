@@ -169,3 +169,18 @@ describe('the optimistic fused step (a snapshot read while the function ran)', (
     }
   })
 })
+
+describe('the invoke job', () => {
+  it('carries the instance as the evaluation left it, so the worker need not read it', async () => {
+    const { id, invocation } = await startCounter()
+    const { rows: [job] } = await p.db.pool.query(`select j.payload from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id where t.identifier = 'praxis.invoke.default' and j.payload->>'id' = $1`, [invocation.id])
+    const view = await p.request('GET', `/v1/instances/${id}`)
+    expect(job.payload).toMatchObject({ id: invocation.id, instance_id: id, rule: 'bump', attempts: 0, snapshot: { revision: view.body.revision, status: 'running', workflow: 'counter', facts: view.body.facts } })
+    // A stale payload snapshot is only a hint: the revision guard sends the step to the locked path.
+    await p.db.pool.query('update praxis.instances set revision = revision + 1 where tenant_id = $1 and id = $2', [TENANT, id])
+    const e = evaluator()
+    const snapshot = Promise.resolve({ ...job.payload.snapshot, tenant_id: TENANT, id, pending: [] })
+    expect(await e.recordResult(invocation, RESULT, snapshot)).toMatchObject({ status: 'completed', revision: view.body.revision + 2 })
+    await expectReactedOnce(id, invocation.id)
+  })
+})

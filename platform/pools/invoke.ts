@@ -18,8 +18,11 @@ export type InvokeOutcome = 'succeeded' | 'failed' | 'retry-scheduled' | 'duplic
 
 export async function runInvocation(deps: { pool: pg.Pool; evaluator: Evaluator; log: Logger }, fn: FunctionDefinition, invocation: InvocationJob): Promise<InvokeOutcome> {
   const attempt = invocation.attempts + 1
-  // Read the instance while the function runs: the fused step then usually needs one write.
-  const snapshot = deps.evaluator.snapshot(invocation)
+  // The instance as the job left it, or read while the function runs: the fused step then
+  // usually needs one write.
+  const snapshot = invocation.snapshot
+    ? Promise.resolve({ ...invocation.snapshot, tenant_id: invocation.tenant_id, id: invocation.instance_id, pending: [] })
+    : deps.evaluator.snapshot(invocation)
   const outcome = await execute(fn, invocation, attempt)
   if (outcome.status === 'succeeded') {
     const recorded = await deps.evaluator.recordResult(invocation, { status: 'succeeded', output: outcome.output, attempts: attempt }, snapshot)

@@ -29,7 +29,10 @@ export function parseInvocationJob(payload: unknown): InvocationJob {
     && typeof p.timeout_ms === 'number' && typeof p.attempts === 'number'
     && typeof p.retry === 'object' && p.retry !== null && typeof p.retry.attempts === 'number'
   if (!ok) throw new Error(`malformed praxis invoke job payload: ${JSON.stringify(payload)}`)
-  return p as InvocationJob
+  const snap = p.snapshot
+  const usable = typeof snap === 'object' && snap !== null && typeof snap.revision === 'number' && typeof snap.facts === 'object' && snap.facts !== null
+    && typeof snap.rule_state === 'object' && typeof snap.active_bundle_id === 'string' && typeof snap.workflow === 'string'
+  return { ...(p as InvocationJob), snapshot: usable ? snap : null }
 }
 
 /** Delay before retry `attempt` (1-based count of failures so far), with ±20% jitter. */

@@ -124,7 +124,7 @@ inst as (
   update praxis.instances set facts = $3, rule_state = $4, status = $5, result = $6, error = $7,
     bundle_id = $8, revision = revision + 1, updated_at = now()
   where tenant_id = $1 and id = $2 and ($12::int is null or revision = $12) and ($13::uuid is null or exists (select 1 from fin))
-  returning revision),
+  returning revision, service, workflow),
 tl as (
   insert into praxis.timeline (tenant_id, instance_id, revision, kind, rule, data)
   select $1, $2, inst.revision, t.kind, t.rule, coalesce(t.data, '{}')
@@ -140,7 +140,10 @@ ev as (
 jobs as (
   select count(*) as n from graphile_worker.add_jobs(array(
     select row('praxis.invoke.' || inv.pool, json_build_object('tenant_id', $1::text, 'id', inv.id, 'instance_id', $2::uuid, 'rule', inv.rule, 'function', inv.function, 'pool', inv.pool,
-      'input', inv.input, 'call_key', inv.call_key, 'priority', inv.priority, 'retry', inv.retry, 'timeout_ms', inv.timeout_ms, 'attempts', 0),
+      'input', inv.input, 'call_key', inv.call_key, 'priority', inv.priority, 'retry', inv.retry, 'timeout_ms', inv.timeout_ms, 'attempts', 0,
+      -- The instance as this evaluation leaves it, so the worker need not read it (small facts only).
+      'snapshot', case when octet_length($3::text) <= 8192 then json_build_object('revision', (select revision from inst), 'service', (select service from inst),
+        'workflow', (select workflow from inst), 'status', $5::text, 'facts', $3::jsonb, 'rule_state', $4::jsonb, 'bundle_id', $8::bigint::text, 'active_bundle_id', $8::bigint::text) end),
       null, null, 25, null, least(greatest(-inv.priority, -32768), 32767), null)::graphile_worker.job_spec from inv))
   where exists (select 1 from inv)),
 notify as (select pg_notify('praxis_instance_ended', $1 || ':' || $2) from inst where $18::boolean)

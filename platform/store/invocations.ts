@@ -1,6 +1,7 @@
 /** Invocation rows: what a worker reads before running a function and records after. */
 import type pg from 'pg'
 import type { Json } from '../../sdk/index.js'
+import type { LockedInstance } from './instances.js'
 
 type Queryable = Pick<pg.PoolClient, 'query'>
 
@@ -45,7 +46,10 @@ export async function finishInvocation(client: Queryable, tenantId: string, id: 
  * What an invoke job carries: everything a worker needs to run the function, so it reads nothing
  * before running it. `attempts` counts the attempts made before this job.
  */
-export type InvocationJob = Pick<InvocationRow, 'tenant_id' | 'id' | 'instance_id' | 'rule' | 'function' | 'pool' | 'input' | 'call_key' | 'priority' | 'retry' | 'timeout_ms' | 'attempts'>
+export type InvocationJob = Pick<InvocationRow, 'tenant_id' | 'id' | 'instance_id' | 'rule' | 'function' | 'pool' | 'input' | 'call_key' | 'priority' | 'retry' | 'timeout_ms' | 'attempts'> & {
+  /** The instance as the evaluation that made the call left it (absent when its facts are large). */
+  snapshot?: Omit<LockedInstance, 'tenant_id' | 'id' | 'pending'> | null
+}
 
 /** Records a failed attempt and schedules the next one after `delayMs`, in one statement. */
 export async function scheduleRetry(client: Queryable, job: InvocationJob, attempt: number, failure: Json, delayMs: number): Promise<boolean> {
@@ -54,7 +58,7 @@ export async function scheduleRetry(client: Queryable, job: InvocationJob, attem
     text: `with inv as (update praxis.invocations set attempts = greatest(attempts, $3), failure = $4 where tenant_id = $1 and id = $2 and status = 'pending' returning id)
            select graphile_worker.add_job('praxis.invoke.' || $5::text, $8::json, run_at := now() + $6 * interval '1 millisecond', max_attempts := 25, priority := $7::int)
            from inv`,
-    values: [job.tenant_id, job.id, attempt, JSON.stringify(failure), job.pool, delayMs, Math.max(-32768, Math.min(32767, -job.priority)), JSON.stringify({ ...job, attempts: attempt })],
+    values: [job.tenant_id, job.id, attempt, JSON.stringify(failure), job.pool, delayMs, Math.max(-32768, Math.min(32767, -job.priority)), JSON.stringify({ ...job, attempts: attempt, snapshot: null })],
   })
   return rows.length > 0
 }
