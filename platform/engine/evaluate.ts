@@ -2,6 +2,10 @@
  * The evaluation transaction (DESIGN.md, "Engine semantics"): lock the instance, run the handlers
  * of its events, forward-chain, then write facts, timeline, invocations and their jobs, and mark
  * the events consumed, in one commit. Both the worker (fused step) and evaluate jobs call it.
+ *
+ * The fused step first tries an optimistic variant of the same thing: evaluate on the instance as
+ * the invoke job (or a read) saw it, and write with a revision guard in one statement, so a step
+ * holds no lock while rules run and costs one statement. Any conflict falls back to the lock.
  */
 import type pg from 'pg'
 import type { Json } from '../../sdk/index.js'
