@@ -95,7 +95,7 @@ describe('a result delivered twice reacts once', () => {
       expect(await evaluator().recordResult(invocation, RESULT)).toBe('queued')
       const { rows: events } = await p.db.pool.query('select kind, payload, consumed_at from praxis.events where tenant_id = $1 and instance_id = $2', [TENANT, id])
       expect(events).toEqual([{ kind: 'result', payload: { invocationId: invocation.id }, consumed_at: null }])
-      expect(await count('select 1 from graphile_worker.jobs where key = $1', [`evaluate:${TENANT}:${id}`])).toBe(1)
+      expect(await count(`select 1 from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id where t.identifier = 'praxis.evaluate' and j.payload->>'i' = $1`, [id])).toBe(1)
       // The result is final already; the reaction waits for the evaluation.
       const { rows: [row] } = await p.db.pool.query('select status from praxis.invocations where tenant_id = $1 and id = $2', [TENANT, invocation.id])
       expect(row).toEqual({ status: 'succeeded' })

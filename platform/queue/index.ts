@@ -8,7 +8,7 @@ import type { InvocationJob } from '../store/index.js'
 /** Task of one function invocation on a pool: `praxis.invoke.<pool>`. Payload: an `InvocationJob`. */
 export const invokeTask = (pool: string): string => `praxis.invoke.${pool}`
 
-/** Task that consumes an instance's inbox. Payload: `{ t: tenantId, i: instanceId }`; keyed by instance. */
+/** Task that consumes an instance's inbox. Payload: `{ t: tenantId, i: instanceId }` (not keyed: see store/events.ts). */
 export const EVALUATE_TASK = 'praxis.evaluate'
 
 export interface JobPayload { t: string; i: string }

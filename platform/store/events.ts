@@ -5,8 +5,15 @@ import type { Json } from '../../sdk/index.js'
 type Queryable = Pick<pg.PoolClient, 'query'>
 
 /**
- * Appends an event and enqueues one evaluation of the instance. The job is keyed by instance, so
- * a burst of events coalesces into one evaluation. Returns false when `dedupeKey` was seen before.
+ * Appends an event and enqueues an evaluation of the instance. Returns false when `dedupeKey` was
+ * seen before.
+ *
+ * The evaluate job is deliberately not keyed by instance (DESIGN.md asks for a job_key so bursts
+ * coalesce): graphile-worker 0.17's add_jobs clears the key of a locked job, then upserts with
+ * `where locked_at is null`; a worker that locks the job between those two statements makes the
+ * upsert a no-op, and the event is left with no job after the running one has read its inbox
+ * (seen here under a fan-out of 20). Unkeyed, each event has its own job; the first evaluation
+ * consumes the whole inbox and the others find it empty (one lock and one read each).
  */
 export async function appendEvent(client: Queryable, e: { tenantId: string; instanceId: string; kind: 'signal' | 'result' | 'failure' | 'redeploy'; payload: Json; dedupeKey?: string | null }): Promise<boolean> {
   const { rows } = await client.query<{ id: string }>({
@@ -14,7 +21,7 @@ export async function appendEvent(client: Queryable, e: { tenantId: string; inst
     text: `with ev as (
       insert into praxis.events (tenant_id, instance_id, kind, payload, dedupe_key) values ($1, $2, $3, $4, $5)
       on conflict (tenant_id, instance_id, kind, dedupe_key) where dedupe_key is not null do nothing returning id)
-    select ev.id, (select graphile_worker.add_job('praxis.evaluate', json_build_object('t', $1::text, 'i', $2::text), job_key := 'evaluate:' || $1 || ':' || $2, max_attempts := 25)) is not null as queued
+    select ev.id, (select graphile_worker.add_job('praxis.evaluate', json_build_object('t', $1::text, 'i', $2::text), max_attempts := 25)) is not null as queued
     from ev`,
     values: [e.tenantId, e.instanceId, e.kind, JSON.stringify(e.payload), e.dedupeKey ?? null],
   })
@@ -36,7 +43,7 @@ export async function queueRedeploy(client: Queryable, tenantId: string, service
          insert into praxis.events (tenant_id, instance_id, kind, payload) select $1, id, 'redeploy', jsonb_build_object('version', $4::int) from batch returning instance_id),
        jobs as (
          select count(*) from graphile_worker.add_jobs(array(
-           select row('praxis.evaluate', json_build_object('t', $1::text, 'i', instance_id), null, null, 25, 'evaluate:' || $1 || ':' || instance_id, 0, null)::graphile_worker.job_spec from ev))
+           select row('praxis.evaluate', json_build_object('t', $1::text, 'i', instance_id), null, null, 25, null, 0, null)::graphile_worker.job_spec from ev))
          where exists (select 1 from ev))
        select (select count(*) from ev)::int as n, (select max(id::text) from batch) as last, (select count(*) from jobs) as j`,
       [tenantId, service, after, version])

@@ -15,7 +15,7 @@ export interface TestPlatform {
   /** Sends a request with the tenant's key; returns status and parsed body. */
   request(method: 'GET' | 'POST', url: string, body?: unknown, apiKey?: string): Promise<{ status: number; body: any }>
   deploy(serviceDir: string, as?: string): Promise<{ status: number; body: any }>
-  startWorker(serviceDir: string, options?: { leaseMs?: number }): Promise<WorkerHandle>
+  startWorker(serviceDir: string, options?: { leaseMs?: number; concurrency?: number }): Promise<WorkerHandle>
   close(): Promise<void>
 }
 
@@ -40,7 +40,7 @@ export async function startTestPlatform(): Promise<TestPlatform> {
     },
     async startWorker(serviceDir, options = {}) {
       const { functions } = await loadService(serviceDir)
-      const worker = await startWorker({ pool: db.pool, log: silent, functions, concurrency: 4, leaseMs: options.leaseMs ?? 15_000 })
+      const worker = await startWorker({ pool: db.pool, log: silent, functions, concurrency: options.concurrency ?? 4, leaseMs: options.leaseMs ?? 15_000 })
       workers.push(worker)
       return worker
     },
