@@ -10,7 +10,9 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   const adminUrl = inject('pgAdminUrl')
   const name = `t_${randomBytes(6).toString('hex')}`
   await ensureDatabase(adminUrl, name, inject('pgTemplate'))
-  const url = adminUrl.replace(/\/postgres$/, `/${name}`)
+  const parsed = new URL(adminUrl)
+  parsed.pathname = `/${name}`
+  const url = parsed.toString()
   const pool = createPool(url, 20)
   return {
     url,
