@@ -133,6 +133,27 @@ describe('the optimistic fused step (a snapshot read while the function ran)', (
     await expectReactedOnce(id, invocation.id)
   })
 
+  it("completes the invocation's own queue job in the same commit, so a crash after it cannot run the function again", async () => {
+    const jobsOf = async (invocationId: string): Promise<string[]> => (await p.db.pool.query<{ id: string }>(
+      "select j.id::text from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id where t.identifier = 'praxis.invoke.default' and j.payload->>'id' = $1",
+      [invocationId])).rows.map((r) => r.id)
+    const e = evaluator()
+    // The optimistic write deletes the job with everything else.
+    const fresh = await startCounter()
+    const [job] = await jobsOf(fresh.invocation.id)
+    expect(job).toBeDefined()
+    expect(await e.recordResult(fresh.invocation, RESULT, e.snapshot(fresh.invocation), job)).toMatchObject({ instanceId: fresh.id, status: 'completed' })
+    expect(await jobsOf(fresh.invocation.id)).toEqual([])
+    await expectReactedOnce(fresh.id, fresh.invocation.id)
+    // A snapshot the instance has moved past: the locked path records the result and leaves the job to the worker.
+    const moved = await startCounter()
+    const [movedJob] = await jobsOf(moved.invocation.id)
+    const stale = { ...(await e.snapshot(moved.invocation))!, revision: 0 }
+    expect(await e.recordResult(moved.invocation, RESULT, Promise.resolve(stale), movedJob)).toMatchObject({ status: 'completed' })
+    expect(await jobsOf(moved.invocation.id)).toEqual([movedJob])
+    await expectReactedOnce(moved.id, moved.invocation.id)
+  })
+
   it('ignores a duplicate result whose snapshot predates the first', async () => {
     const { id, invocation } = await startCounter()
     const e = evaluator()

@@ -87,11 +87,12 @@ export class Evaluator {
    * it takes the instance lock with NOWAIT and evaluates in a transaction; when another evaluation
    * holds the lock, it records the result as an event and leaves an evaluate job. Returns null when
    * the invocation was already final (a duplicate run): its reaction must not run twice.
+   * `jobId`, the graphile-worker job running the invocation, is completed by the optimistic write.
    */
-  async recordResult(job: InvocationJob, result: InvocationResult, snapshot?: Promise<LockedInstance | null>): Promise<EvaluationSummary | 'queued' | null> {
+  async recordResult(job: InvocationJob, result: InvocationResult, snapshot?: Promise<LockedInstance | null>, jobId?: string): Promise<EvaluationSummary | 'queued' | null> {
     const seen = await snapshot
     if (seen && seen.status === 'running' && seen.pending.length === 0) {
-      const written = await this.#evaluate(this.pool, seen, [finishedRow(job, result)], [], { expectedRevision: seen.revision, invocationId: job.id, result })
+      const written = await this.#evaluate(this.pool, seen, [finishedRow(job, result)], [], { expectedRevision: seen.revision, invocationId: job.id, result, ...(jobId ? { jobId } : {}) })
       if (written === 'duplicate') return null
       if (written !== 'moved' && written !== null) return written
     }

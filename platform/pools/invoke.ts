@@ -16,7 +16,7 @@ type Failure = Extract<InvocationResult, { status: 'failed' }>['failure']
 /** What became of one run of an invocation. */
 export type InvokeOutcome = 'succeeded' | 'failed' | 'retry-scheduled' | 'duplicate'
 
-export async function runInvocation(deps: { pool: pg.Pool; evaluator: Evaluator; log: Logger }, fn: FunctionDefinition, invocation: InvocationJob): Promise<InvokeOutcome> {
+export async function runInvocation(deps: { pool: pg.Pool; evaluator: Evaluator; log: Logger }, fn: FunctionDefinition, invocation: InvocationJob, jobId?: string): Promise<InvokeOutcome> {
   const attempt = invocation.attempts + 1
   // The instance as the job left it, or read while the function runs: the fused step then
   // usually needs one write.
@@ -25,7 +25,7 @@ export async function runInvocation(deps: { pool: pg.Pool; evaluator: Evaluator;
     : deps.evaluator.snapshot(invocation)
   const outcome = await execute(fn, invocation, attempt)
   if (outcome.status === 'succeeded') {
-    const recorded = await deps.evaluator.recordResult(invocation, { status: 'succeeded', output: outcome.output, attempts: attempt }, snapshot)
+    const recorded = await deps.evaluator.recordResult(invocation, { status: 'succeeded', output: outcome.output, attempts: attempt }, snapshot, jobId)
     return recorded === null ? 'duplicate' : 'succeeded'
   }
   const failure = outcome.failure
@@ -37,7 +37,7 @@ export async function runInvocation(deps: { pool: pg.Pool; evaluator: Evaluator;
     return scheduled ? 'retry-scheduled' : 'duplicate'
   }
   deps.log.warn({ invocationId: invocation.id, function: fn.name, attempt, kind: failure.kind, error: failure.message }, 'invocation failed for good')
-  const recorded = await deps.evaluator.recordResult(invocation, { status: 'failed', failure, attempts: attempt }, snapshot)
+  const recorded = await deps.evaluator.recordResult(invocation, { status: 'failed', failure, attempts: attempt }, snapshot, jobId)
   return recorded === null ? 'duplicate' : 'failed'
 }
 

@@ -51,11 +51,11 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const pools = [...new Set(options.functions.map((f) => f.pool))].sort()
   const taskList: Record<string, Task> = {}
   for (const pool of pools) {
-    taskList[invokeTask(pool)] = async (payload) => {
+    taskList[invokeTask(pool)] = async (payload, helpers) => {
       const invocation = parseInvocationJob(payload)
       const fn = byName.get(invocation.function)
       if (!fn) throw new Error(`PRX_FUNCTION_UNKNOWN: this worker serves pool ${pool} but has no function ${invocation.function}; deploy a worker with the service's current functions.ts`)
-      stats[await runInvocation({ pool: options.pool, evaluator, log }, fn, invocation)]++
+      stats[await runInvocation({ pool: options.pool, evaluator, log }, fn, invocation, helpers.job.id)]++
     }
   }
   if (options.evaluate ?? true) {

@@ -137,22 +137,44 @@ inv as (
   returning id, rule, function, pool, input, call_key, priority, retry, timeout_ms),
 ev as (
   update praxis.events set consumed_at = now() where tenant_id = $1 and id = any($11::bigint[]) and consumed_at is null and exists (select 1 from inst) returning id),
+-- Invoke jobs go straight into graphile-worker 0.17's job table (no key, no queue, no flags), the
+-- rows its add_jobs would write, without add_jobs' five statements; one 'jobs:insert' NOTIFY wakes
+-- the workers as add_jobs would. The version is pinned and every test runs through this path.
+new_tasks as (
+  insert into graphile_worker._private_tasks (identifier) select distinct 'praxis.invoke.' || inv.pool from inv
+  on conflict do nothing returning id, identifier),
+tasks as (
+  select id, identifier from graphile_worker._private_tasks where identifier in (select 'praxis.invoke.' || pool from inv)
+  union all select id, identifier from new_tasks),
 jobs as (
-  select count(*) as n from graphile_worker.add_jobs(array(
-    select row('praxis.invoke.' || inv.pool, json_build_object('tenant_id', $1::text, 'id', inv.id, 'instance_id', $2::uuid, 'rule', inv.rule, 'function', inv.function, 'pool', inv.pool,
+  insert into graphile_worker._private_jobs (task_id, payload, priority)
+  select tasks.id, json_build_object('tenant_id', $1::text, 'id', inv.id, 'instance_id', $2::uuid, 'rule', inv.rule, 'function', inv.function, 'pool', inv.pool,
       'input', inv.input, 'call_key', inv.call_key, 'priority', inv.priority, 'retry', inv.retry, 'timeout_ms', inv.timeout_ms, 'attempts', 0,
       -- The instance as this evaluation leaves it, so the worker need not read it (small facts only).
       'snapshot', case when octet_length($3::text) <= 8192 then json_build_object('revision', (select revision from inst), 'service', (select service from inst),
         'workflow', (select workflow from inst), 'status', $5::text, 'facts', $3::jsonb, 'rule_state', $4::jsonb, 'bundle_id', $8::bigint::text, 'active_bundle_id', $8::bigint::text) end),
-      null, null, 25, null, least(greatest(-inv.priority, -32768), 32767), null)::graphile_worker.job_spec from inv))
-  where exists (select 1 from inv)),
-notify as (select pg_notify('praxis_instance_ended', $1 || ':' || $2) from inst where $18::boolean)
-select (select revision from inst) as revision, (select count(*) from inv)::int as invocations, (select n from jobs) as jobs,
+    least(greatest(-inv.priority, -32768), 32767)
+  from inv join tasks on tasks.identifier = 'praxis.invoke.' || inv.pool
+  returning id),
+woken as (select pg_notify('jobs:insert', '{"r":' || random()::text || ',"count":' || count(*)::text || '}') from jobs having count(*) > 0),
+notify as (select pg_notify('praxis_instance_ended', $1 || ':' || $2) from inst where $18::boolean),
+-- The fused step completes its own graphile-worker job in the same commit (a queue-less job, as
+-- invoke jobs are): the worker's later completion then deletes nothing and writes no WAL, so a step
+-- costs one durable commit, and a crash after it cannot run the function again.
+done as (delete from graphile_worker._private_jobs where $19::bigint is not null and id = $19 and job_queue_id is null and exists (select 1 from inst) returning id)
+select (select revision from inst) as revision, (select count(*) from inv)::int as invocations, (select count(*) from jobs)::int as jobs, (select count(*) from woken) as woken,
   (select count(*) from notify) as notified, (select count(*) from ev)::int as consumed, (select count(*) from fin)::int as finished,
+  (select count(*) from done)::int as completed,
   case when exists (select 1 from fin) and not exists (select 1 from inst) then praxis.instance_moved() end as moved`
 
 /** The optimistic fused step's guard: the revision read, and the invocation result to record with the write. */
-export interface WriteGuard { expectedRevision: number; invocationId: string; result: FinishedResult }
+export interface WriteGuard {
+  expectedRevision: number
+  invocationId: string
+  result: FinishedResult
+  /** The graphile-worker job running this invocation, completed by the same commit. */
+  jobId?: string
+}
 
 /**
  * Writes an evaluation's results. With a guard, returns 'duplicate' when the invocation was no
@@ -166,7 +188,7 @@ export async function writeEvaluation(client: Queryable, w: EvaluationWrite, gua
       text: WRITE_SQL,
       values: [w.tenantId, w.instanceId, JSON.stringify(w.facts), JSON.stringify(w.ruleState), w.status, JSON.stringify(w.result), JSON.stringify(w.error), w.bundleId,
         JSON.stringify(w.timeline), JSON.stringify(w.calls), w.consumedEventIds, guard?.expectedRevision ?? null, guard?.invocationId ?? null,
-        r?.status ?? null, r?.status === 'succeeded' ? JSON.stringify(r.output) : null, r?.status === 'failed' ? JSON.stringify(r.failure) : null, r?.attempts ?? null, w.ended],
+        r?.status ?? null, r?.status === 'succeeded' ? JSON.stringify(r.output) : null, r?.status === 'failed' ? JSON.stringify(r.failure) : null, r?.attempts ?? null, w.ended, guard?.jobId ?? null],
     })
     const row = rows[0]!
     if (guard && row.finished === 0) return 'duplicate'
