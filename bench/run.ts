@@ -18,10 +18,10 @@ import { Engine } from 'json-rules-engine'
 import { run, type Task } from 'graphile-worker'
 import pino from 'pino'
 import { buildBundle, chain, deployBundle, loadBundle, Evaluator, BundleCache } from '../platform/engine/index.js'
-import { startWorker } from '../platform/pools/index.js'
+import { loadService, startWorker } from '../platform/pools/index.js'
 import { createPool, ensureDatabase, ensureTenant, migrate, quietLogger, startEmbedded, resolveWorkflow, getInstance } from '../platform/store/index.js'
 import { readPath } from '../sdk/facts.js'
-import { noop, stepTimes } from './fixtures/steps/functions.js'
+import { stepTimes } from './fixtures/steps/functions.js'
 
 const json = process.argv.includes('--json')
 const K = Number(process.env.BENCH_K ?? 100)
@@ -113,7 +113,8 @@ async function benchSteps(pool: import('pg').Pool): Promise<void> {
   // Warm both paths (JIT, prepared statements, bundle cache) before measuring.
   progress('warming up…')
   await bareChains(pool, 2, 50)
-  const worker = await startWorker({ pool, log, functions: [noop], concurrency: CONCURRENCY, leaseMs: 60_000, evaluate: true })
+  const { functions } = await loadService('bench/fixtures/steps')
+  const worker = await startWorker({ pool, log, functions, concurrency: CONCURRENCY, leaseMs: 60_000, evaluate: true })
   await praxisRuns(pool, evaluator, 'bench', 2, 50, 'warm')
   await worker.stop()
   await pool.query('analyze')
@@ -123,7 +124,7 @@ async function benchSteps(pool: import('pg').Pool): Promise<void> {
   const hops: number[] = []
   const steps: number[] = []
   const rates = { bare: { n: 0, ms: 0 }, praxis: { n: 0, ms: 0 } }
-  const w = await startWorker({ pool, log, functions: [noop], concurrency: CONCURRENCY, leaseMs: 60_000, evaluate: true })
+  const w = await startWorker({ pool, log, functions, concurrency: CONCURRENCY, leaseMs: 60_000, evaluate: true })
   for (let round = 0; round < ROUNDS; round++) {
     progress(`[round ${round + 1}/${ROUNDS}] 1 × ${K} and ${W} × ${K}, bare chain then praxis…`)
     const bare1 = await bareChains(pool, 1, K)

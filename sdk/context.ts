@@ -4,7 +4,8 @@
  */
 import type { z } from 'zod'
 import { DefinitionError } from './errors.js'
-import type { FunctionRef } from './function.js'
+import { qualifiedPool, type FunctionRef } from './function.js'
+import { CHILD_POOL, type WorkflowRef } from './stub.js'
 import type { Json } from './match.js'
 import type { FactsPatch, PathValue, Paths } from './paths.js'
 
@@ -16,9 +17,12 @@ export interface CallOptions {
   key?: string
 }
 
+/** What a rule can call: a function (stub or definition) or, through `ctx.start`, a workflow. */
+export interface Callable { readonly name: string; readonly input: z.ZodType; readonly output: z.ZodType }
+
 declare const calledFunction: unique symbol
-/** What `ctx.call` returns. Returning it from an action types that rule's reaction and error. */
-export interface CallHandle<Fn extends FunctionRef> {
+/** What `ctx.call` and `ctx.start` return. Returning it from an action types that rule's reaction and error. */
+export interface CallHandle<Fn extends Callable> {
   readonly function: string
   readonly count: number
   readonly [calledFunction]?: Fn
@@ -49,6 +53,12 @@ export interface RuleContext<F> {
   call<Fn extends FunctionRef>(fn: Fn, input: z.input<Fn['input']>, options?: CallOptions): CallHandle<Fn>
   /** Fans out: one invocation per input, all enqueued in one commit. */
   callEach<Fn extends FunctionRef>(fn: Fn, inputs: readonly z.input<Fn['input']>[], options?: Omit<CallOptions, 'key'> & { keys?: readonly string[] }): CallHandle<Fn>
+  /**
+   * Starts a child workflow (another service's, through its generated reference). Its reaction runs
+   * with the child's result when the child completes; its error section runs when the child fails.
+   * Starting twice from one instance with the same `key` starts one child.
+   */
+  start<W extends WorkflowRef>(workflow: W, input: z.input<W['input']>, options?: CallOptions): CallHandle<W>
   /** Ends the instance as completed, with an optional result. */
   complete(result?: Json): void
   /** Ends the instance as failed. */
@@ -69,7 +79,7 @@ export function recordingContext<F>(commands: Command[], where: string): RuleCon
     if (!parsed.success) {
       throw new DefinitionError('PRX_CALL_INPUT_INVALID', `${where} calls ${fn.name} with an invalid input: ${formatIssues(parsed.error.issues)}`, parsed.error.issues)
     }
-    commands.push({ op: 'call', function: fn.name, pool: fn.pool, retry: fn.retry, timeoutMs: fn.timeoutMs, input: toJson(parsed.data), key, priority })
+    commands.push({ op: 'call', function: fn.name, pool: qualifiedPool(fn), retry: fn.retry, timeoutMs: fn.timeoutMs, input: toJson(parsed.data), key, priority })
   }
   return {
     set(patch) {
@@ -89,6 +99,17 @@ export function recordingContext<F>(commands: Command[], where: string): RuleCon
       inputs.forEach((input, i) => callOne(fn, input, options?.priority ?? 0, options?.keys?.[i] ?? null))
       return { function: fn.name, count: inputs.length }
     },
+    start(workflow, input, options) {
+      const parsed = workflow.input.safeParse(input)
+      if (!parsed.success) {
+        throw new DefinitionError('PRX_CALL_INPUT_INVALID', `${where} starts workflow ${workflow.service}.${workflow.name} with an invalid input: ${formatIssues(parsed.error.issues)}`, parsed.error.issues)
+      }
+      commands.push({
+        op: 'call', function: `${workflow.service}.${workflow.name}`, pool: CHILD_POOL, retry: CHILD_RETRY, timeoutMs: CHILD_TIMEOUT_MS,
+        input: toJson(parsed.data), key: options?.key ?? null, priority: options?.priority ?? 0,
+      })
+      return { function: `${workflow.service}.${workflow.name}`, count: 1 }
+    },
     complete(result) {
       commands.push({ op: 'complete', result: result === undefined ? null : toJson(result) })
     },
@@ -97,6 +118,10 @@ export function recordingContext<F>(commands: Command[], where: string): RuleCon
     },
   }
 }
+
+// A child start is one attempt (starting is idempotent); the child's own rules retry its work.
+const CHILD_RETRY = { attempts: 1, backoff: 'fixed', initialDelayMs: 0, maxDelayMs: 0 } as const
+const CHILD_TIMEOUT_MS = 60_000
 
 /** Formats zod issues as `path: message; …`. */
 export function formatIssues(issues: readonly { path: readonly PropertyKey[]; message: string }[]): string {

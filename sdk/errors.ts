@@ -12,6 +12,7 @@ export type SdkErrorCode =
   | 'PRX_CALL_INPUT_INVALID'
   | 'PRX_FACTS_INVALID'
   | 'PRX_INPUT_INVALID'
+  | 'PRX_RESULT_INVALID'
 
 /** A mistake in a service definition or in what rule code asked for. */
 export class DefinitionError extends Error {

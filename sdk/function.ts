@@ -25,6 +25,16 @@ export interface FunctionRef<I extends z.ZodType = z.ZodType, O extends z.ZodTyp
   readonly retry: Required<RetryPolicy>
   readonly timeoutMs: number
   readonly pool: string
+  /**
+   * The service that defines it: set by generated stubs, and by a worker when it loads a service.
+   * It qualifies the pool (`video-encoding:encoders`), so two services' pools never share jobs.
+   */
+  readonly service?: string
+}
+
+/** The queue a function's invocations go to: its pool, qualified by its service when known. */
+export function qualifiedPool(fn: Pick<FunctionRef, 'pool' | 'service'>): string {
+  return fn.service ? `${fn.service}:${fn.pool}` : fn.pool
 }
 
 /** What a handler receives besides its input. */

@@ -23,15 +23,20 @@
  *   ],
  * })
  */
-export { defineFunction, isFunctionRef } from './function.js'
+export { defineFunction, isFunctionRef, qualifiedPool } from './function.js'
 export type { FunctionContext, FunctionDefinition, FunctionOptions, FunctionRef, RetryPolicy } from './function.js'
 export { defineWorkflow, isWorkflow } from './workflow.js'
 export type { SignalFactory, SignalHandler, WorkflowDefinition, WorkflowOptions } from './workflow.js'
+export { CHILD_POOL, functionStub, isWorkflowRef, workflowRef } from './stub.js'
+export type { FunctionStubOptions, WorkflowRef } from './stub.js'
+export { createServiceClient, PraxisApiError } from './client.js'
+export type { ClientOptions, InstanceHandle, InstanceView, ServiceClient, TimelineEntry } from './client.js'
+export type { ManifestFunction, ManifestRule, ManifestWorkflow, ServiceManifest } from './manifest.js'
 export { rule } from './rule.js'
 export type { ActedRule, MatchedRule, RuleBuilder, RuleDefinition, RuleFactory, RuleSections } from './rule.js'
 export { buildCondition, conditionPaths, RESERVED_NAMES } from './match.js'
 export type { Condition, Json, LeafCondition, MatchRoot, Operator, PathNode, PathRef } from './match.js'
-export type { CallHandle, CallInfo, CallOptions, Command, Failure, RuleContext } from './context.js'
+export type { Callable, CallHandle, CallInfo, CallOptions, Command, Failure, RuleContext } from './context.js'
 export type { DeepReadonly, FactsPatch, PathValue, Paths } from './paths.js'
 export { DefinitionError, NonRetryableError } from './errors.js'
 export type { SdkErrorCode } from './errors.js'

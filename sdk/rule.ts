@@ -2,7 +2,6 @@
 import type { z } from 'zod'
 import type { CallHandle, CallInfo, Failure, RuleContext } from './context.js'
 import { DefinitionError } from './errors.js'
-import type { FunctionRef } from './function.js'
 import { buildCondition, type Condition, type MatchRoot } from './match.js'
 import type { DeepReadonly } from './paths.js'
 
@@ -28,8 +27,8 @@ export interface RuleSections<F> {
 }
 
 type CalledFn<R> = R extends CallHandle<infer Fn> ? Fn : never
-type Output<R> = CalledFn<R> extends FunctionRef<z.ZodType, infer O> ? z.output<O> : never
-type Input<R> = CalledFn<R> extends FunctionRef<infer I> ? z.output<I> : never
+type Output<R> = CalledFn<R> extends { readonly output: infer O extends z.ZodType } ? z.output<O> : never
+type Input<R> = CalledFn<R> extends { readonly input: infer I extends z.ZodType } ? z.output<I> : never
 
 /** A rule with its action; `reaction` and `error` exist when the action returns a call handle. */
 export type ActedRule<F, R> = RuleDefinition<F> & ([CalledFn<R>] extends [never] ? unknown : {

@@ -25,6 +25,10 @@ export interface WorkflowDescription {
   signals: string[]
   inputSchema: unknown
   factsSchema: unknown
+  /** null when the workflow declares no result schema. */
+  resultSchema: unknown
+  /** Payload schema of each signal. */
+  signalSchemas: Record<string, unknown>
   rules: RuleDescription[]
 }
 
@@ -107,6 +111,8 @@ function describe(wf: WorkflowDefinition): WorkflowDescription {
     signals: Object.keys(wf.signals),
     inputSchema: schemaOf(wf.input),
     factsSchema: schemaOf(wf.facts),
+    resultSchema: wf.result ? schemaOf(wf.result) : null,
+    signalSchemas: Object.fromEntries(Object.entries(wf.signals).map(([name, handler]) => [name, schemaOf(handler.payload)])),
     rules: wf.rules.map((r) => ({
       name: r.name,
       priority: r.priority,
@@ -170,6 +176,11 @@ function apply(wf: WorkflowDefinition, before: Record<string, Json>, commands: C
     } else if (command.op === 'call') {
       calls.push(command)
     } else if (!outcome) {
+      if (command.op === 'complete' && wf.result) {
+        const parsed = wf.result.safeParse(command.result)
+        if (!parsed.success) return failure('PRX_RESULT_INVALID', `${where} completes ${wf.name} with a result that does not match its result schema: ${formatIssues(parsed.error.issues)}`, parsed.error.issues)
+        command.result = JSON.parse(JSON.stringify(parsed.data ?? null)) as Json
+      }
       outcome = command.op === 'complete'
         ? { status: 'completed', result: command.result }
         : { status: 'failed', error: { message: command.message, details: command.details } }

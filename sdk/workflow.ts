@@ -18,10 +18,15 @@ export type SignalFactory<F> = <P extends z.ZodType>(
   handle: (facts: DeepReadonly<F>, payload: z.output<P>, ctx: RuleContext<F>) => void,
 ) => SignalHandler<F, P>
 
-export interface WorkflowOptions<I extends z.ZodType, S extends z.ZodType> {
+export interface WorkflowOptions<I extends z.ZodType, S extends z.ZodType, R extends z.ZodType = z.ZodType> {
   /** Unique in the service. */
   name: string
   input: I
+  /**
+   * The result schema: `ctx.complete(result)` must match it, and a parent that starts this workflow
+   * (through its generated reference) gets its reaction's output typed by it. Default: any JSON.
+   */
+  result?: R
   /** The facts schema: every match path and `ctx.set` is checked against it, at compile time and after each rule. */
   facts: S
   /**
@@ -36,10 +41,12 @@ export interface WorkflowOptions<I extends z.ZodType, S extends z.ZodType> {
 }
 
 /** A defined workflow type (Cosmos "Plato" workflow). */
-export interface WorkflowDefinition<I extends z.ZodType = z.ZodType, S extends z.ZodType = z.ZodType> {
+export interface WorkflowDefinition<I extends z.ZodType = z.ZodType, S extends z.ZodType = z.ZodType, R extends z.ZodType = z.ZodType> {
   readonly kind: 'praxis.workflow'
   readonly name: string
   readonly input: I
+  /** The result schema, or null when the workflow declares none. */
+  readonly result: R | null
   readonly facts: S
   readonly init: (input: z.output<I>) => z.input<S>
   readonly rules: readonly RuleDefinition<z.output<S>>[]
@@ -62,9 +69,9 @@ export interface WorkflowDefinition<I extends z.ZodType = z.ZodType, S extends z
  *   ],
  * })
  */
-export function defineWorkflow<I extends z.ZodType, S extends z.ZodType>(
-  options: WorkflowOptions<I, S>,
-): WorkflowDefinition<I, S> {
+export function defineWorkflow<I extends z.ZodType, S extends z.ZodType, R extends z.ZodType = z.ZodType>(
+  options: WorkflowOptions<I, S, R>,
+): WorkflowDefinition<I, S, R> {
   const where = `workflow ${JSON.stringify(options.name)}`
   if (typeof options.name !== 'string' || !/^[A-Za-z][\w-]{0,99}$/.test(options.name)) {
     throw new DefinitionError('PRX_DEFINITION_INVALID', `${where}: the name must start with a letter and hold only letters, digits, "_" and "-"`)
@@ -85,7 +92,7 @@ export function defineWorkflow<I extends z.ZodType, S extends z.ZodType>(
   }
   const maxFirings = options.maxFirings ?? 1000
   if (!Number.isInteger(maxFirings) || maxFirings < 1) throw new DefinitionError('PRX_DEFINITION_INVALID', `${where}: maxFirings must be a positive integer`)
-  return Object.freeze({ kind: 'praxis.workflow' as const, name: options.name, input: options.input, facts: options.facts, init: options.init, rules, signals, maxFirings })
+  return Object.freeze({ kind: 'praxis.workflow' as const, name: options.name, input: options.input, result: options.result ?? null, facts: options.facts, init: options.init, rules, signals, maxFirings })
 }
 
 /** True for a value made by `defineWorkflow` (checked by shape: it may come from another realm). */

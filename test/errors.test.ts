@@ -15,8 +15,8 @@ function sources(dir: string): string[] {
 }
 
 describe('error codes', () => {
-  it('documents every code used in sdk/ and platform/', () => {
-    const used = new Set(['sdk', 'platform'].flatMap(sources).flatMap((f) => readFileSync(f, 'utf8').match(/PRX_[A-Z_]+/g) ?? []))
+  it('documents every code used in sdk/, platform/ and codegen/', () => {
+    const used = new Set(['sdk', 'platform', 'codegen'].flatMap(sources).flatMap((f) => readFileSync(f, 'utf8').match(/PRX_[A-Z_]+/g) ?? []))
     expect(used.size).toBeGreaterThan(20)
     const missing = [...used].filter((code) => !docs.includes(`\`${code}\``))
     expect(missing).toEqual([])

@@ -20,7 +20,7 @@ describe('the video-encoding example, end to end through the API', () => {
     expect(done.body.facts.chunkCount).toBe(5)
     expect(done.body.facts.encoded).toBe(5)
     expect(Object.keys(done.body.facts.chunks).sort()).toEqual(['0', '1', '2', '3', '4'])
-    expect(done.body.result).toEqual({ video: 's3://in/trailer.mov.h264-1080p.mp4', index: 's3://in/trailer.mov.h264-1080p.mp4.idx', chunks: 5 })
+    expect(done.body.result).toEqual({ video: 's3://in/trailer.mov.h264-1080p.mp4', bytes: expect.any(Number), index: 's3://in/trailer.mov.h264-1080p.mp4.idx', chunks: 5 })
 
     const timeline = await p.request('GET', `/v1/instances/${started.body.id}/timeline?limit=1000`)
     const fired = timeline.body.entries.filter((e: any) => e.kind === 'rule.fired').map((e: any) => e.rule)

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod'
 import { defineWorkflow } from '../../sdk/index.js'
-import { placeholderThumbnail, renderThumbnail } from './functions.js'
+import { placeholderThumbnail, renderThumbnail } from './generated/functions.js'
 
 export const makeThumbnail = defineWorkflow({
   name: 'makeThumbnail',

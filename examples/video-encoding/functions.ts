@@ -3,13 +3,15 @@
  * load this file; the rules bundle only needs each function's name, schemas and policy.
  */
 import { z } from 'zod'
-import { defineFunction } from '../../sdk/index.js'
+import { defineFunction, NonRetryableError } from '../../sdk/index.js'
 
 const work = (ms: number, signal: AbortSignal): Promise<void> =>
   new Promise((resolve, reject) => {
     const timer = setTimeout(resolve, ms)
     signal.addEventListener('abort', () => { clearTimeout(timer); reject(signal.reason as Error) }, { once: true })
   })
+
+const RECIPE = /^(h264|h265|vp9|av1)(-\d{3,4}p)?$/
 
 /** Cuts the source into chunks of about `chunkSeconds`; the simulated source is `durationSeconds` long. */
 export const splitVideo = defineFunction({
@@ -18,7 +20,9 @@ export const splitVideo = defineFunction({
   timeoutMs: 10_000,
   input: z.object({ source: z.string(), recipe: z.string(), durationSeconds: z.number().positive(), chunkSeconds: z.number().positive() }),
   output: z.object({ chunks: z.number().int().nonnegative() }),
-  handler: async ({ durationSeconds, chunkSeconds }, { signal }) => {
+  handler: async ({ recipe, durationSeconds, chunkSeconds }, { signal }) => {
+    // An unknown recipe cannot succeed on a retry: fail at once, and the workflow fails.
+    if (!RECIPE.test(recipe)) throw new NonRetryableError(`unknown recipe ${recipe}: use h264, h265, vp9 or av1, optionally with a height (h264-1080p)`)
     await work(5, signal)
     return { chunks: Math.ceil(durationSeconds / chunkSeconds) }
   },

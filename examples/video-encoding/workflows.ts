@@ -6,7 +6,7 @@
  */
 import { z } from 'zod'
 import { defineWorkflow } from '../../sdk/index.js'
-import { assembleVideo, encodeChunk, indexVideo, splitVideo } from './functions.js'
+import { assembleVideo, encodeChunk, indexVideo, splitVideo } from './generated/functions.js'
 
 const Facts = z.object({
   source: z.string(),
@@ -30,6 +30,8 @@ export const encodeVideo = defineWorkflow({
     durationSeconds: z.number().positive().max(86_400).default(120),
   }),
   facts: Facts,
+  /** What a caller gets back (a parent workflow's reaction, or the API's `result`). */
+  result: z.object({ video: z.string(), bytes: z.number().int(), index: z.string(), chunks: z.number().int() }),
   init: (input) => input,
   rules: (rule) => [
     rule('split')
@@ -70,7 +72,7 @@ export const encodeVideo = defineWorkflow({
       .reaction((_facts, out, ctx) => ctx.set({ stage: 'done', indexUri: out.indexUri })),
 
     rule('finish')
-      .match((f) => f.stage.eq('done'))
-      .action((facts, ctx) => ctx.complete({ video: facts.video?.uri ?? null, index: facts.indexUri ?? null, chunks: facts.chunkCount })),
+      .match((f) => f.all(f.stage.eq('done'), f.video.uri.exists(), f.indexUri.exists()))
+      .action((facts, ctx) => ctx.complete({ video: facts.video!.uri, bytes: facts.video!.bytes, index: facts.indexUri!, chunks: facts.chunkCount })),
   ],
 })

@@ -1,5 +1,6 @@
 /** Request schemas of the REST API (zod): the single source of validation and of error details. */
 import { z } from 'zod'
+import { ServiceManifest } from '../../sdk/manifest.js'
 
 const json: z.ZodType<unknown> = z.unknown()
 
@@ -31,6 +32,11 @@ export const SignalParams = InstanceParams.extend({ name: z.string().regex(/^[A-
 export const SignalBody = z.object({ payload: json.default(null), signalId: z.string().min(1).max(200).optional() }).strict()
 
 export const ServiceParams = z.object({ service: z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{0,99}$/, 'must be a service name') })
-export const DeployBody = z.object({ code: z.string().min(1).max(20_000_000), codeHash: z.string().optional() }).strict()
+export const DeployBody = z.object({
+  code: z.string().min(1).max(20_000_000),
+  codeHash: z.string().optional(),
+  /** `generated/manifest.json` as codegen wrote it: adds the service's functions to the stored manifest. */
+  manifest: ServiceManifest.optional(),
+}).strict()
 
 export const WorkflowParams = z.object({ workflow: z.string().regex(/^([A-Za-z][A-Za-z0-9_-]{0,99}\.)?[A-Za-z][\w-]{0,99}$/, 'must be a workflow name, or service.workflow') })

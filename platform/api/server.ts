@@ -8,9 +8,9 @@ import type pg from 'pg'
 import type { Logger } from 'pino'
 import type { z } from 'zod'
 import type { Json } from '../../sdk/index.js'
-import { BundleCache, deployBundle, Evaluator } from '../engine/index.js'
+import { BundleCache, deployBundle, Evaluator, serviceManifest, type Manifest } from '../engine/index.js'
 import { PraxisError } from '../errors.js'
-import { getInstance, listBundles, listInstances, readTimeline, resolveWorkflow, signalDelivered, tenantForKey } from '../store/index.js'
+import { getActiveBundle, getInstance, listBundles, listInstances, readTimeline, resolveWorkflow, signalDelivered, tenantForKey } from '../store/index.js'
 import { DeployBody, GetInstanceQuery, InstanceParams, ListQuery, ServiceParams, SignalBody, SignalParams, StartBody, TimelineQuery, WorkflowParams } from './schemas.js'
 import { EndedInstanceWaiters } from './waiters.js'
 
@@ -75,11 +75,21 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     const body = parse(DeployBody, request.body, 'body')
     const hash = createHash('sha256').update(body.code).digest('hex')
     if (body.codeHash && body.codeHash !== hash) throw new PraxisError('PRX_BAD_REQUEST', 'codeHash does not match the code: the upload was corrupted, send it again')
-    const d = await deployBundle(pool, request.tenantId, service, body.code, hash)
+    const d = await deployBundle(pool, request.tenantId, service, body.code, hash, body.manifest ?? null)
     return reply.status(d.created ? 201 : 200).send({
       service, version: d.bundle.version, bundleId: d.bundle.id, created: d.created, reevaluating: d.reevaluating,
       workflows: d.manifest.workflows.map((w) => ({ name: w.name, rules: w.rules.map((r) => ({ name: r.name, fingerprint: r.fingerprint })) })),
     })
+  })
+
+  // The active version's manifest: what `praxis codegen --from <server> --service <name>` reads.
+  app.get('/v1/services/:service/manifest', async (request) => {
+    const { service } = parse(ServiceParams, request.params, 'params')
+    const bundle = await getActiveBundle(pool, request.tenantId, service)
+    if (!bundle) throw new PraxisError('PRX_SERVICE_NOT_FOUND', `no deployed service ${service} in your tenant: deploy it first (praxis deploy <service-dir>)`)
+    // As codegen wrote it when it came with the deploy (declaration order kept), else from the bundle.
+    const manifest = bundle.generated_manifest ? JSON.parse(bundle.generated_manifest) as object : serviceManifest(bundle.manifest as Manifest, [])
+    return { ...manifest, version: bundle.version }
   })
 
   app.get('/v1/services/:service/deployments', async (request) => {

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url'
 import pino from 'pino'
 import { buildApi } from '../api/index.js'
 import type { Config } from '../config.js'
-import { buildBundle, deployBundle } from '../engine/index.js'
+import { buildBundle, deployBundle, readGeneratedManifest } from '../engine/index.js'
 import { ensureTenant, migrate, openDatabase } from '../store/index.js'
 import { apiClient } from './client.js'
 import { follow } from './progress.js'
@@ -37,7 +37,7 @@ export async function runDev(config: Config, options: { services: string[]; demo
   for (const [i, dir] of dirs.entries()) {
     const service = path.basename(path.resolve(dir))
     const { code, hash } = await buildBundle(dir)
-    const d = await deployBundle(db.pool, 'dev', service, code, hash)
+    const d = await deployBundle(db.pool, 'dev', service, code, hash, await readGeneratedManifest(dir))
     out(`[3/5] deployed ${service} v${d.bundle.version}${d.created ? '' : ' (unchanged)'}: ${d.manifest.workflows.map((w) => `${w.name} (${w.rules.length} rules)`).join(', ')}  [${i + 1}/${dirs.length}]`)
   }
 

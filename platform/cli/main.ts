@@ -4,12 +4,16 @@
  *   praxis dev [service-dir…]        embedded PostgreSQL + API + worker pool; deploys the examples
  *   praxis worker <service-dir…>     a worker process for the services' function pools
  *   praxis deploy <service-dir>      builds and deploys a service's rules bundle
+ *   praxis codegen [service-dir…]    writes generated/ (stubs, workflow refs, API client, manifest)
  *   praxis start <workflow> --input '<json>' [--wait]
  *   praxis inspect <instance-id>
  */
+import { readFile } from 'node:fs/promises'
+import path from 'node:path'
 import { parseArgs } from 'node:util'
+import { codegen, CodegenError, fetchManifest } from '../../codegen/index.js'
 import { loadConfig } from '../config.js'
-import { buildBundle } from '../engine/index.js'
+import { buildBundle, readGeneratedManifest } from '../engine/index.js'
 import { loadService } from '../pools/index.js'
 import { ApiError, apiClient, resolveApiKey } from './client.js'
 import { runDev } from './dev.js'
@@ -20,6 +24,10 @@ const USAGE = `usage:
   praxis dev [service-dir…]                      start everything locally (default: every folder in examples/)
   praxis worker <service-dir…>                   run a worker for these services' functions (needs DATABASE_URL or a running praxis dev)
   praxis deploy <service-dir> [--server URL]     build and deploy a service's rules bundle
+  praxis codegen [service-dir…] [--check]       write each service's generated/ folder (stubs, workflow refs, API client, manifest);
+                                                 --check writes nothing and fails naming every stale file
+  praxis codegen <service-dir> --from URL --service NAME   layer another deployed service (typed stubs, refs, client)
+  praxis codegen <service-dir> --manifest FILE             the same from a manifest file
   praxis start <workflow> --input '<json>' [--wait] [--idempotency-key K] [--server URL]
   praxis inspect <instance-id> [--server URL]
 common: --api-key KEY (or PRAXIS_API_KEY), --server URL (default http://127.0.0.1:3000)`
@@ -40,6 +48,10 @@ async function main(argv: string[]): Promise<number> {
       'timeout-ms': { type: 'string', default: '600000' },
       'no-demo': { type: 'boolean', default: false },
       workers: { type: 'string', default: '1' },
+      check: { type: 'boolean', default: false },
+      from: { type: 'string' },
+      service: { type: 'string' },
+      manifest: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   })
@@ -62,8 +74,42 @@ async function main(argv: string[]): Promise<number> {
       if (!dir) throw new Error('praxis deploy needs a service folder, e.g. praxis deploy examples/video-encoding')
       const service = await loadService(dir)
       const { code } = await buildBundle(dir)
-      const deployed = await (await api()).request('POST', `/v1/services/${service.name}/deployments`, { code })
+      const manifest = await readGeneratedManifest(dir)
+      const deployed = await (await api()).request('POST', `/v1/services/${service.name}/deployments`, { code, ...(manifest ? { manifest } : {}) })
       out(`${deployed.created ? 'deployed' : 'unchanged'}: ${service.name} version ${deployed.version} (${deployed.workflows.map((w: { name: string }) => w.name).join(', ')}); re-evaluating ${deployed.reevaluating} running instances`)
+      return 0
+    }
+    case 'codegen': {
+      const dirs = positionals.length > 0 ? positionals : ['.']
+      let layer: { manifest: unknown; origin: string } | undefined
+      if (values.from || values.manifest) {
+        if (dirs.length > 1) throw new Error('--from and --manifest add a layer to one service: name one service folder')
+        if (values.from) {
+          if (!values.service) throw new Error('--from needs --service NAME, the deployed service to layer, e.g. --from http://127.0.0.1:3000 --service video-encoding')
+          layer = { manifest: await fetchManifest(values.from, values.service, await resolveApiKey(values['api-key'], config.dataDir)), origin: `${values.from} (service ${values.service})` }
+        } else {
+          const file = values.manifest!
+          const text = await readFile(file, 'utf8').catch((error: Error) => { throw new Error(`cannot read --manifest ${file}: ${error.message}`) })
+          try {
+            layer = { manifest: JSON.parse(text), origin: file }
+          } catch (error) {
+            throw new Error(`--manifest ${file} is not JSON: ${(error as Error).message}`, { cause: error })
+          }
+        }
+      }
+      const stale: string[] = []
+      for (const dir of dirs) {
+        const t0 = Date.now()
+        const result = await codegen({ dir, check: values.check, ...(layer ? { layer } : {}), onProgress: (line) => process.stderr.write(line + '\n') })
+        const count = (state: string) => result.files.filter((f) => f.state === state).length
+        for (const f of result.files.filter((f) => f.state === 'stale')) stale.push(path.join(dir, f.path))
+        out(`${result.service}: ${result.functions} functions, ${result.workflows} workflows${result.layers.length ? `, layered on ${result.layers.join(', ')}` : ''}; `
+          + `${result.files.length} files: ${values.check ? `${count('stale')} stale` : `${count('written')} written, ${count('removed')} removed`}, ${count('unchanged')} unchanged (${Date.now() - t0} ms)`)
+      }
+      if (stale.length > 0) {
+        for (const file of stale) out(`stale: ${file}`)
+        throw new CodegenError('PRX_CODEGEN_STALE', `${stale.length} generated file${stale.length === 1 ? ' is' : 's are'} stale: run \`praxis codegen ${dirs.join(' ')}\` and commit the result`)
+      }
       return 0
     }
     case 'start': {

@@ -5,12 +5,20 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { build, type Plugin } from 'esbuild'
 import { PraxisError } from '../errors.js'
+import { readFile } from 'node:fs/promises'
+import { ServiceManifest } from '../../sdk/manifest.js'
+import { formatIssues } from '../../sdk/context.js'
 import { sha256 } from './bundle.js'
 
 const RUNTIME_ENTRY = fileURLToPath(new URL('../../sdk/runtime.ts', import.meta.url))
 
-/** Builds the rules side of the service in `serviceDir` (its `workflows.ts`) into one script. */
-export async function buildBundle(serviceDir: string): Promise<{ code: string; hash: string }> {
+/**
+ * Builds the rules side of the service in `serviceDir` (its `workflows.ts`) into one script.
+ * `files` stands in for files by absolute path (codegen builds with the stubs it is about to write).
+ * A bundle that would contain the service's `functions.ts` (function implementations) is refused:
+ * rules import the generated stubs instead.
+ */
+export async function buildBundle(serviceDir: string, options: { files?: ReadonlyMap<string, string> } = {}): Promise<{ code: string; hash: string }> {
   const entry = ['workflows.ts', 'workflows.js'].map((f) => path.resolve(serviceDir, f)).find((f) => existsSync(f))
   if (!entry) throw new PraxisError('PRX_BUNDLE_BUILD_FAILED', `no workflows.ts in ${serviceDir}: a service keeps its rules side in workflows.ts and its functions in functions.ts`)
   const result = await build({
@@ -28,13 +36,44 @@ export async function buildBundle(serviceDir: string): Promise<{ code: string; h
     target: 'es2022',
     legalComments: 'none',
     logLevel: 'silent',
-    plugins: [nodeBuiltinsUnavailable],
+    metafile: true,
+    plugins: [nodeBuiltinsUnavailable, ...(options.files ? [inMemoryFiles(options.files)] : [])],
   }).catch((error: { errors?: { text: string; location?: { file: string; line: number } | null }[] }) => {
     const lines = (error.errors ?? []).map((e) => `  ${e.location ? `${e.location.file}:${e.location.line}: ` : ''}${e.text}`)
     throw new PraxisError('PRX_BUNDLE_BUILD_FAILED', `cannot bundle ${entry}:\n${lines.join('\n')}\nthe rules side runs in a sandbox without Node APIs: keep I/O in function handlers`, { cause: error })
   })
+  const implementations = ['functions.ts', 'functions.js'].map((f) => path.resolve(serviceDir, f))
+  const bundled = Object.keys(result.metafile.inputs).map((input) => path.resolve(input.replace(/^[\w-]+:/, '')))
+  const leaked = bundled.find((input) => implementations.includes(input))
+  if (leaked) {
+    throw new PraxisError('PRX_BUNDLE_BUILD_FAILED', `the rules side of ${path.relative(process.cwd(), serviceDir) || '.'} imports ${path.relative(process.cwd(), leaked)}, the function implementations: rules must import the generated stubs instead (\`import { ... } from './generated/functions.js'\`; run \`praxis codegen ${path.relative(process.cwd(), serviceDir) || '.'}\` to write them), so the rule server never receives function code`)
+  }
   const code = result.outputFiles[0]!.text
   return { code, hash: sha256(code) }
+}
+
+/** Serves files from memory (by absolute path) in place of the disk. */
+function inMemoryFiles(files: ReadonlyMap<string, string>): Plugin {
+  return {
+    name: 'praxis-in-memory-files',
+    setup(b) {
+      b.onResolve({ filter: /.*/ }, async (args) => {
+        if (args.path.startsWith('.')) {
+          const base = path.resolve(args.resolveDir, args.path)
+          const candidate = [base, base.replace(/\.js$/, '.ts'), `${base}.ts`].find((p) => files.has(p))
+          if (candidate) return { path: candidate }
+        }
+        if (!files.has(args.importer) || existsSync(args.resolveDir)) return undefined
+        // An in-memory file in a folder not yet on disk: resolve from the nearest folder that is.
+        let dir = args.resolveDir
+        while (!existsSync(dir)) dir = path.dirname(dir)
+        const request = args.path.startsWith('.') ? `./${path.relative(dir, path.resolve(args.resolveDir, args.path)).split(path.sep).join('/')}` : args.path
+        const resolved = await b.resolve(request, { resolveDir: dir, kind: args.kind, importer: args.importer })
+        return resolved.errors.length > 0 ? { errors: resolved.errors } : { path: resolved.path, namespace: resolved.namespace, external: resolved.external }
+      })
+      b.onLoad({ filter: /.*/ }, (args) => (files.has(args.path) ? { contents: files.get(args.path)!, loader: 'ts', resolveDir: path.dirname(args.path) } : undefined))
+    },
+  }
 }
 
 /**
@@ -54,4 +93,19 @@ module.exports = new Proxy(fail, { get: (_, key) => key === '__esModule' ? false
       loader: 'js',
     }))
   },
+}
+
+/** The manifest `praxis codegen` wrote for the service in `serviceDir`, or null when there is none. */
+export async function readGeneratedManifest(serviceDir: string): Promise<ServiceManifest | null> {
+  const file = path.resolve(serviceDir, 'generated', 'manifest.json')
+  if (!existsSync(file)) return null
+  let json: unknown
+  try {
+    json = JSON.parse(await readFile(file, 'utf8'))
+  } catch (error) {
+    throw new PraxisError('PRX_BUNDLE_INVALID', `${path.relative(process.cwd(), file)} is not JSON (${(error as Error).message}): run \`praxis codegen ${path.relative(process.cwd(), serviceDir) || '.'}\``)
+  }
+  const parsed = ServiceManifest.safeParse(json)
+  if (!parsed.success) throw new PraxisError('PRX_BUNDLE_INVALID', `${path.relative(process.cwd(), file)} is not a service manifest (${formatIssues(parsed.error.issues)}): run \`praxis codegen ${path.relative(process.cwd(), serviceDir) || '.'}\``)
+  return parsed.data
 }

@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto'
 import vm from 'node:vm'
 import { conditionPaths, type Condition } from '../../sdk/index.js'
 import type { RunRequest, RunResult, WorkflowDescription } from '../../sdk/runtime.js'
+import { MANIFEST_FORMAT, type ManifestFunction, type ServiceManifest } from '../../sdk/manifest.js'
 import { PraxisError } from '../errors.js'
 
 /** What a built bundle carries besides its code. */
@@ -132,6 +133,32 @@ function loadRuntime(code: string, callTimeoutMs: number): { host: Runtime; desc
       checkSignal: (workflow, signal, payload) => parse(call('__praxis.checkSignal(__w, __s, __a)', { __w: workflow, __s: signal, __a: JSON.stringify(payload ?? null) })),
       run: (request) => parse(call('__praxis.run(__a)', { __a: JSON.stringify(request) })),
     },
+  }
+}
+
+/**
+ * The service manifest of a bundle (the format codegen writes and layering reads): its workflows
+ * as the bundle describes them, and the functions codegen read from the service's source.
+ */
+export function serviceManifest(manifest: Manifest, functions: readonly ManifestFunction[], sources: Record<string, string> = {}): ServiceManifest {
+  const strip = (schema: unknown): Record<string, unknown> => {
+    const { $schema: _, ...rest } = (schema ?? {}) as Record<string, unknown>
+    return rest
+  }
+  return {
+    format: MANIFEST_FORMAT,
+    service: manifest.service,
+    functions: [...functions].sort((a, b) => a.name.localeCompare(b.name)),
+    workflows: [...manifest.workflows].sort((a, b) => a.name.localeCompare(b.name)).map((w) => ({
+      name: w.name,
+      input: strip(w.inputSchema),
+      facts: strip(w.factsSchema),
+      result: w.resultSchema ? strip(w.resultSchema) : null,
+      signals: Object.fromEntries(Object.entries(w.signalSchemas ?? {}).sort(([a], [b]) => a.localeCompare(b)).map(([name, schema]) => [name, strip(schema)])),
+      maxFirings: w.maxFirings,
+      rules: w.rules.map(({ name, priority, fingerprint, paths, hasReaction, hasError }) => ({ name, priority, fingerprint, paths, hasReaction, hasError })),
+      ...(sources[w.name] ? { source: sources[w.name] } : {}),
+    })),
   }
 }
 

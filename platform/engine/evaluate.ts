@@ -12,7 +12,7 @@ import type { Json } from '../../sdk/index.js'
 import { PraxisError } from '../errors.js'
 import {
   appendEvent, finishAndLock, finishInvocation, getInvocations, insertInstance, lockInstance, readInstance, writeEvaluation,
-  type InvocationJob, type InvocationRow, type LockedInstance, type PendingEvent, type WriteGuard,
+  type InvocationJob, type InvocationRow, type LockedInstance, type ParentLink, type PendingEvent, type WriteGuard,
 } from '../store/index.js'
 import type { LoadedBundle } from './bundle.js'
 import type { BundleCache } from './bundle-cache.js'
@@ -43,9 +43,10 @@ export class Evaluator {
 
   /**
    * Starts an instance: validates the input, runs `init`, inserts the row and evaluates it, in one
-   * transaction. The same idempotency key returns the first instance (`created: false`).
+   * transaction. The same idempotency key returns the first instance (`created: false`). A child
+   * workflow names its `parent`: its end then reaches the parent's reaction or error section.
    */
-  async start(tenantId: string, target: { service: string; workflow: string; bundleId: string }, input: unknown, idempotencyKey: string | null): Promise<{ id: string; created: boolean; summary: EvaluationSummary | null }> {
+  async start(tenantId: string, target: { service: string; workflow: string; bundleId: string }, input: unknown, idempotencyKey: string | null, parent: ParentLink | null = null): Promise<{ id: string; created: boolean; summary: EvaluationSummary | null }> {
     const client = await this.pool.connect()
     try {
       const bundle = await this.bundles.get(client, tenantId, target.bundleId)
@@ -53,7 +54,7 @@ export class Evaluator {
       if (!init.ok) throw new PraxisError(init.error.code === 'PRX_INPUT_INVALID' ? 'PRX_INPUT_INVALID' : 'PRX_BUNDLE_INVALID', init.error.message, { details: init.error.details })
       await client.query('begin')
       try {
-        const { id, created } = await insertInstance(client, { tenantId, service: target.service, workflow: target.workflow, bundleId: target.bundleId, facts: init.facts, idempotencyKey })
+        const { id, created } = await insertInstance(client, { tenantId, service: target.service, workflow: target.workflow, bundleId: target.bundleId, facts: init.facts, idempotencyKey, parent })
         let summary: EvaluationSummary | null = null
         if (created) {
           const locked = await lockInstance(client, tenantId, id, { nowait: false })

@@ -8,7 +8,7 @@ import { formatIssues } from '../../sdk/context.js'
 import type { Evaluator, InvocationResult } from '../engine/index.js'
 import { PraxisError } from '../errors.js'
 import { backoffDelay } from '../queue/index.js'
-import { scheduleRetry, type InvocationJob } from '../store/index.js'
+import { resolveWorkflow, scheduleRetry, type InvocationJob } from '../store/index.js'
 import type pg from 'pg'
 
 type Failure = Extract<InvocationResult, { status: 'failed' }>['failure']
@@ -65,5 +65,30 @@ async function execute(fn: FunctionDefinition, invocation: InvocationJob, attemp
     return fail(e?.code === 'PRX_NON_RETRYABLE' ? 'fatal' : 'retryable', String(e?.message ?? error))
   } finally {
     clearTimeout(timer)
+  }
+}
+
+/**
+ * Runs a child-workflow start (`ctx.start`): the invocation's function is `service.workflow`. The
+ * child is started with the invocation as its idempotency key and parent link, so a repeated job
+ * starts it once; the invocation stays pending until the child ends (see the write's parent_fin).
+ * A child that cannot start (not deployed, invalid input) fails the invocation at once, fatally.
+ */
+export async function startChild(deps: { pool: pg.Pool; evaluator: Evaluator; log: Logger }, invocation: InvocationJob, jobId?: string): Promise<'succeeded' | 'failed' | 'duplicate'> {
+  const fail = async (message: string): Promise<'failed' | 'duplicate'> => {
+    deps.log.warn({ invocationId: invocation.id, workflow: invocation.function, error: message }, 'child workflow could not start')
+    const snapshot = deps.evaluator.snapshot(invocation)
+    const recorded = await deps.evaluator.recordResult(invocation, { status: 'failed', failure: { kind: 'fatal', message, attempts: 1 }, attempts: 1 }, snapshot, jobId)
+    return recorded === null ? 'duplicate' : 'failed'
+  }
+  const [target, ...others] = await resolveWorkflow(deps.pool, invocation.tenant_id, invocation.function)
+  if (!target) return fail(`workflow ${invocation.function} is not deployed in this tenant: deploy its service, then the parent's rule can start it again`)
+  if (others.length > 0) return fail(`workflow ${invocation.function} is ambiguous`)
+  try {
+    await deps.evaluator.start(invocation.tenant_id, target, invocation.input, `child:${invocation.id}`, { instanceId: invocation.instance_id, invocationId: invocation.id })
+    return 'succeeded'
+  } catch (error) {
+    if (error instanceof PraxisError && (error.code === 'PRX_INPUT_INVALID' || error.code === 'PRX_BUNDLE_INVALID')) return fail(error.message)
+    throw error
   }
 }

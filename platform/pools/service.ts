@@ -20,7 +20,8 @@ export async function loadService(dir: string): Promise<LoadedService> {
   if (file) {
     const mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>
     for (const value of Object.values(mod)) {
-      if (isFunctionRef(value) && typeof (value as FunctionDefinition).handler === 'function') functions.push(value as FunctionDefinition)
+      // Tagged with the service, whose generated stubs name it too: its pools are its own.
+      if (isFunctionRef(value) && typeof (value as FunctionDefinition).handler === 'function') functions.push(Object.freeze({ ...(value as FunctionDefinition), service: name }))
     }
   }
   return { name, dir: abs, functions }

@@ -8,11 +8,11 @@ import { randomBytes } from 'node:crypto'
 import { run, type Runner, type Task, type WorkerEvents } from 'graphile-worker'
 import type pg from 'pg'
 import type { Logger } from 'pino'
-import type { FunctionDefinition } from '../../sdk/index.js'
+import { CHILD_POOL, qualifiedPool, type FunctionDefinition } from '../../sdk/index.js'
 import { BundleCache, Evaluator } from '../engine/index.js'
 import { EVALUATE_TASK, invokeTask, parseInvocationJob, parsePayload } from '../queue/index.js'
 import { quietLogger } from '../store/index.js'
-import { runInvocation } from './invoke.js'
+import { runInvocation, startChild } from './invoke.js'
 
 export interface WorkerOptions {
   pool: pg.Pool
@@ -43,22 +43,29 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const log = options.log.child({ workerId: id })
   const evaluator = new Evaluator(options.pool, new BundleCache(), { ruleTimeoutMs: options.ruleTimeoutMs ?? 1000 })
   const stats = { succeeded: 0, failed: 0, 'retry-scheduled': 0, duplicate: 0, evaluations: 0 }
+  // By queue and name: two services may both have a function of one name.
   const byName = new Map<string, FunctionDefinition>()
+  const keyOf = (pool: string, name: string): string => `${pool}\u0000${name}`
   for (const fn of options.functions) {
-    if (byName.has(fn.name)) throw new Error(`two functions are named ${fn.name}; function names must be unique in a worker`)
-    byName.set(fn.name, fn)
+    const key = keyOf(qualifiedPool(fn), fn.name)
+    if (byName.has(key)) throw new Error(`two functions named ${fn.name} serve pool ${qualifiedPool(fn)}; function names must be unique in a service`)
+    byName.set(key, fn)
   }
-  const pools = [...new Set(options.functions.map((f) => f.pool))].sort()
+  const pools = [...new Set(options.functions.map((f) => qualifiedPool(f)))].sort()
   const taskList: Record<string, Task> = {}
   for (const pool of pools) {
     taskList[invokeTask(pool)] = async (payload, helpers) => {
       const invocation = parseInvocationJob(payload)
-      const fn = byName.get(invocation.function)
+      const fn = byName.get(keyOf(pool, invocation.function))
       if (!fn) throw new Error(`PRX_FUNCTION_UNKNOWN: this worker serves pool ${pool} but has no function ${invocation.function}; deploy a worker with the service's current functions.ts`)
       stats[await runInvocation({ pool: options.pool, evaluator, log }, fn, invocation, helpers.job.id)]++
     }
   }
   if (options.evaluate ?? true) {
+    taskList[invokeTask(CHILD_POOL)] = async (payload, helpers) => {
+      const invocation = parseInvocationJob(payload)
+      stats[await startChild({ pool: options.pool, evaluator, log }, invocation, helpers.job.id)]++
+    }
     taskList[EVALUATE_TASK] = async (payload) => {
       const { t, i } = parsePayload(payload)
       if (await evaluator.evaluatePending(t, i, { nowait: false })) stats.evaluations++

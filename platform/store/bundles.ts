@@ -9,18 +9,26 @@ export interface BundleRow { id: string; service: string; version: number; code_
  * Stores a bundle as the next version of its service and makes it active. Deploying the code the
  * active bundle already has is a no-op that returns the active bundle.
  */
-export async function insertBundle(client: Queryable, b: { tenantId: string; service: string; code: string; codeHash: string; manifest: unknown }): Promise<{ bundle: BundleRow; created: boolean }> {
+export async function insertBundle(client: Queryable, b: { tenantId: string; service: string; code: string; codeHash: string; manifest: unknown; generated?: string | null }): Promise<{ bundle: BundleRow; created: boolean }> {
   await client.query('insert into praxis.services (tenant_id, name) values ($1, $2) on conflict do nothing', [b.tenantId, b.service])
   const { rows: [service] } = await client.query<{ active_bundle_id: string | null }>('select active_bundle_id::text from praxis.services where tenant_id = $1 and name = $2 for update', [b.tenantId, b.service])
   if (service?.active_bundle_id) {
     const active = await getBundle(client, b.tenantId, service.active_bundle_id)
-    if (active && active.code_hash === b.codeHash) return { bundle: active, created: false }
+    if (active && active.code_hash === b.codeHash) {
+      // Same rules; the functions codegen read may still have changed (ones no rule calls yet).
+      if (b.generated !== undefined) {
+        await client.query('update praxis.bundles set manifest = $3, generated_manifest = $4 where tenant_id = $1 and id = $2 and generated_manifest is distinct from $4',
+          [b.tenantId, active.id, JSON.stringify(b.manifest), b.generated])
+        active.manifest = b.manifest
+      }
+      return { bundle: active, created: false }
+    }
   }
   const { rows: [bundle] } = await client.query<BundleRow>(
-    `insert into praxis.bundles (tenant_id, service, version, code, code_hash, manifest)
-     values ($1, $2, coalesce((select max(version) from praxis.bundles where tenant_id = $1 and service = $2), 0) + 1, $3, $4, $5)
+    `insert into praxis.bundles (tenant_id, service, version, code, code_hash, manifest, generated_manifest)
+     values ($1, $2, coalesce((select max(version) from praxis.bundles where tenant_id = $1 and service = $2), 0) + 1, $3, $4, $5, $6)
      returning id::text, service, version, code_hash, manifest, created_at`,
-    [b.tenantId, b.service, b.code, b.codeHash, JSON.stringify(b.manifest)],
+    [b.tenantId, b.service, b.code, b.codeHash, JSON.stringify(b.manifest), b.generated ?? null],
   )
   await client.query('update praxis.services set active_bundle_id = $3 where tenant_id = $1 and name = $2', [b.tenantId, b.service, bundle!.id])
   return { bundle: bundle!, created: true }
@@ -33,6 +41,15 @@ export async function getBundle(client: Queryable, tenantId: string, id: string)
 
 export async function getBundleCode(client: Queryable, tenantId: string, id: string): Promise<{ service: string; code: string } | null> {
   const { rows } = await client.query<{ service: string; code: string }>('select service, code from praxis.bundles where tenant_id = $1 and id = $2', [tenantId, id])
+  return rows[0] ?? null
+}
+
+/** The active bundle of a service, or null when the service was never deployed. */
+export async function getActiveBundle(client: Queryable, tenantId: string, service: string): Promise<(BundleRow & { generated_manifest: string | null }) | null> {
+  const { rows } = await client.query<BundleRow & { generated_manifest: string | null }>(
+    `select b.id::text, b.service, b.version, b.code_hash, b.manifest, b.generated_manifest, b.created_at
+     from praxis.services s join praxis.bundles b on b.tenant_id = s.tenant_id and b.id = s.active_bundle_id
+     where s.tenant_id = $1 and s.name = $2`, [tenantId, service])
   return rows[0] ?? null
 }
 

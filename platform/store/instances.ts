@@ -158,13 +158,30 @@ jobs as (
   returning id),
 woken as (select pg_notify('jobs:insert', '{"r":' || random()::text || ',"count":' || count(*)::text || '}') from jobs having count(*) > 0),
 notify as (select pg_notify('praxis_instance_ended', $1 || ':' || $2) from inst where $18::boolean),
+-- A child workflow that ends finishes the parent's invocation it stands for (its result is the
+-- output; failing or being cancelled is a fatal failure) and queues the parent's evaluation.
+parent_fin as (
+  update praxis.invocations v set status = case when $5 = 'completed' then 'succeeded' else 'failed' end,
+    output = case when $5 = 'completed' then $6::jsonb end,
+    failure = case when $5 <> 'completed' then jsonb_build_object('kind', case when $5 = 'cancelled' then 'cancelled' else 'fatal' end,
+      'message', 'child workflow ' || c.service || '.' || c.workflow || ' ' || $5 || coalesce(': ' || ($7::jsonb->>'message'), ''), 'attempts', 1) end,
+    attempts = 1, finished_at = now()
+  from praxis.instances c
+  where $18::boolean and exists (select 1 from inst) and c.tenant_id = $1 and c.id = $2 and c.parent_invocation_id is not null
+    and v.tenant_id = $1 and v.id = c.parent_invocation_id and v.status = 'pending'
+  returning v.id, v.instance_id, v.status),
+parent_ev as (
+  insert into praxis.events (tenant_id, instance_id, kind, payload)
+  select $1, instance_id, case when status = 'succeeded' then 'result' else 'failure' end, jsonb_build_object('invocationId', id) from parent_fin
+  returning instance_id),
+parent_job as (select graphile_worker.add_job('praxis.evaluate', json_build_object('t', $1::text, 'i', instance_id::text), max_attempts := 25) as job from parent_ev),
 -- The fused step completes its own graphile-worker job in the same commit (a queue-less job, as
 -- invoke jobs are): the worker's later completion then deletes nothing and writes no WAL, so a step
 -- costs one durable commit, and a crash after it cannot run the function again.
 done as (delete from graphile_worker._private_jobs where $19::bigint is not null and id = $19 and job_queue_id is null and exists (select 1 from inst) returning id)
 select (select revision from inst) as revision, (select count(*) from inv)::int as invocations, (select count(*) from jobs)::int as jobs, (select count(*) from woken) as woken,
   (select count(*) from notify) as notified, (select count(*) from ev)::int as consumed, (select count(*) from fin)::int as finished,
-  (select count(*) from done)::int as completed,
+  (select count(*) from done)::int as completed, (select count(*) from parent_job)::int as parents,
   case when exists (select 1 from fin) and not exists (select 1 from inst) then praxis.instance_moved() end as moved`
 
 /** The optimistic fused step's guard: the revision read, and the invocation result to record with the write. */
@@ -213,12 +230,15 @@ export async function readInstance(client: Queryable, tenantId: string, instance
   return rows[0] ?? null
 }
 
+/** The instance, and its invocation, that started a child workflow. */
+export interface ParentLink { instanceId: string; invocationId: string }
+
 /** Inserts a new instance (or returns the one with the same idempotency key). */
-export async function insertInstance(client: Queryable, row: { tenantId: string; service: string; workflow: string; bundleId: string; facts: Record<string, Json>; idempotencyKey: string | null }): Promise<{ id: string; created: boolean }> {
+export async function insertInstance(client: Queryable, row: { tenantId: string; service: string; workflow: string; bundleId: string; facts: Record<string, Json>; idempotencyKey: string | null; parent?: ParentLink | null }): Promise<{ id: string; created: boolean }> {
   const inserted = await client.query<{ id: string }>(
-    `insert into praxis.instances (tenant_id, service, workflow, bundle_id, facts, idempotency_key) values ($1, $2, $3, $4, $5, $6)
+    `insert into praxis.instances (tenant_id, service, workflow, bundle_id, facts, idempotency_key, parent_instance_id, parent_invocation_id) values ($1, $2, $3, $4, $5, $6, $7, $8)
      on conflict (tenant_id, service, workflow, idempotency_key) where idempotency_key is not null do nothing returning id`,
-    [row.tenantId, row.service, row.workflow, row.bundleId, JSON.stringify(row.facts), row.idempotencyKey],
+    [row.tenantId, row.service, row.workflow, row.bundleId, JSON.stringify(row.facts), row.idempotencyKey, row.parent?.instanceId ?? null, row.parent?.invocationId ?? null],
   )
   if (inserted.rows[0]) return { id: inserted.rows[0].id, created: true }
   const existing = await client.query<{ id: string }>('select id from praxis.instances where tenant_id = $1 and service = $2 and workflow = $3 and idempotency_key = $4', [row.tenantId, row.service, row.workflow, row.idempotencyKey])

@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify'
 import pino from 'pino'
 import { buildApi } from '../../platform/api/index.js'
-import { buildBundle } from '../../platform/engine/index.js'
+import { buildBundle, readGeneratedManifest } from '../../platform/engine/index.js'
 import { loadService, startWorker, type WorkerHandle } from '../../platform/pools/index.js'
 import { ensureTenant } from '../../platform/store/index.js'
 import { createTestDatabase, type TestDatabase } from './database.js'
@@ -36,7 +36,8 @@ export async function startTestPlatform(): Promise<TestPlatform> {
     async deploy(serviceDir, as) {
       const { code } = await buildBundle(serviceDir)
       const service = as ?? (await loadService(serviceDir)).name
-      return platform.request('POST', `/v1/services/${service}/deployments`, { code })
+      const manifest = as ? null : await readGeneratedManifest(serviceDir)
+      return platform.request('POST', `/v1/services/${service}/deployments`, { code, ...(manifest ? { manifest } : {}) })
     },
     async startWorker(serviceDir, options = {}) {
       const { functions } = await loadService(serviceDir)

@@ -1,0 +1,180 @@
+/**
+ * `praxis codegen`: from a service's source, writes `generated/` — function stubs, workflow
+ * references, a typed API client and the manifest — and, for every service it layers on (fetched
+ * with `--from` or `--manifest`, kept in `generated/services/<name>/manifest.json`), the same files
+ * of that service. `--check` compares instead of writing and names every stale file.
+ *
+ * Function schemas are read statically (ts-morph; function modules are never run). The rules side
+ * is built and described with the rule server's own bundler and loader, so the manifest's rule
+ * fingerprints are the server's by construction.
+ */
+import { existsSync } from 'node:fs'
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import path from 'node:path'
+import { buildBundle, loadBundle, serviceManifest } from '../platform/engine/index.js'
+import { ServiceManifest } from '../sdk/manifest.js'
+import { formatIssues } from '../sdk/context.js'
+import { emitClient, emitFunctions, emitWorkflows, type EmitContext } from './emit.js'
+import { CodegenError } from './errors.js'
+import { readService } from './static.js'
+
+export { CodegenError } from './errors.js'
+
+export interface CodegenOptions {
+  /** The service folder (its `workflows.ts` and `functions.ts`). */
+  dir: string
+  /** Compare with the files on disk instead of writing. */
+  check?: boolean
+  /** Add (or refresh) a layered service from its manifest before generating. */
+  layer?: { manifest: unknown; origin: string }
+  /** Progress lines (counts), for the CLI. */
+  onProgress?: (line: string) => void
+}
+
+export interface CodegenResult {
+  service: string
+  functions: number
+  workflows: number
+  layers: string[]
+  /** Files relative to the service folder, with what became of each. */
+  files: { path: string; state: 'written' | 'unchanged' | 'stale' | 'removed' }[]
+}
+
+const GENERATED = 'generated'
+const LAYERS = path.join(GENERATED, 'services')
+
+export async function codegen(options: CodegenOptions): Promise<CodegenResult> {
+  const dir = path.resolve(options.dir)
+  const progress = options.onProgress ?? (() => undefined)
+  if (!existsSync(path.join(dir, 'workflows.ts')) && !existsSync(path.join(dir, 'functions.ts'))) {
+    throw new CodegenError('PRX_CODEGEN_NO_SERVICE', `${options.dir} holds no workflows.ts or functions.ts: point codegen at a service folder`)
+  }
+  const service = path.basename(dir)
+  const root = projectRoot(dir)
+  const command = (extra = ''): string => `praxis codegen ${path.relative(root, dir).split(path.sep).join('/') || '.'}${extra}`
+
+  progress(`reading ${options.dir} …`)
+  const source = readService(dir)
+  progress(`  ${source.functions.length} function${source.functions.length === 1 ? '' : 's'}, ${source.workflows.length} workflow${source.workflows.length === 1 ? '' : 's'} found`)
+  const sdkFrom = (generatedDir: string): string => {
+    const spec = source.sdkImport
+    if (!spec) return 'praxis/sdk'
+    if (spec.startsWith('.')) {
+      const relative = path.relative(path.join(dir, generatedDir), path.join(dir, spec)).split(path.sep).join('/')
+      return relative.startsWith('.') ? relative : `./${relative}`
+    }
+    return spec
+  }
+
+  const files = new Map<string, string>()
+  // Layers first (a new or refreshed one from the options, then every one kept in
+  // generated/services): the rules side may import them, like the stubs.
+  const layers = new Map<string, string>()
+  const layersDir = path.join(dir, LAYERS)
+  if (existsSync(layersDir)) {
+    for (const entry of (await readdir(layersDir, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name).sort()) {
+      const file = path.join(layersDir, entry, 'manifest.json')
+      if (existsSync(file)) layers.set(entry, await readFile(file, 'utf8'))
+    }
+  }
+  if (options.layer) {
+    const parsed = parseManifest(options.layer.manifest, options.layer.origin)
+    if (parsed.service === service) throw new CodegenError('PRX_CODEGEN_MANIFEST_INVALID', `${options.layer.origin} is the manifest of ${service} itself; layer another service`)
+    layers.set(parsed.service, `${JSON.stringify(parsed, null, 2)}\n`)
+  }
+  for (const [name, text] of layers) {
+    const where = path.join(LAYERS, name)
+    let json: unknown
+    try {
+      json = JSON.parse(text)
+    } catch (error) {
+      throw new CodegenError('PRX_CODEGEN_MANIFEST_INVALID', `${path.join(options.dir, where, 'manifest.json')} is not JSON (${(error as Error).message}): fetch it again with --from or --manifest`)
+    }
+    const layer = parseManifest(json, path.join(options.dir, where, 'manifest.json'))
+    if (layer.service !== name) throw new CodegenError('PRX_CODEGEN_MANIFEST_INVALID', `${path.join(options.dir, where, 'manifest.json')} is the manifest of ${layer.service}, not ${name}`)
+    const layerCtx: EmitContext = { sdk: sdkFrom(where), command: command(), origin: `the manifest of service ${name} (${where.split(path.sep).join('/')}/manifest.json)` }
+    files.set(path.join(where, 'manifest.json'), `${JSON.stringify(layer, null, 2)}\n`)
+    files.set(path.join(where, 'functions.ts'), emitFunctions(layer, layerCtx))
+    files.set(path.join(where, 'workflows.ts'), emitWorkflows(layer, layerCtx))
+    files.set(path.join(where, 'client.ts'), emitClient(layer, layerCtx))
+    progress(`  layered service ${name}: ${layer.functions.length} functions, ${layer.workflows.length} workflows`)
+  }
+
+  // Stubs next: the rules side imports them too, so the bundle is built with the new ones in memory.
+  const ctx: EmitContext = { sdk: sdkFrom(GENERATED), command: command(), origin: `the source of service ${service}` }
+  const functionsOnly = { format: 'praxis.manifest/1' as const, service, functions: source.functions, workflows: [] }
+  files.set(path.join(GENERATED, 'functions.ts'), emitFunctions(functionsOnly, ctx))
+  let manifest: ServiceManifest = functionsOnly
+  if (existsSync(path.join(dir, 'workflows.ts'))) {
+    progress('  building the rules side …')
+    const inMemory = new Map([...files].map(([file, text]) => [path.join(dir, file), text]))
+    const built = await buildBundle(dir, { files: inMemory })
+    const loaded = loadBundle(service, built.code)
+    const sources = Object.fromEntries(source.workflows.map((w) => [w.name, w.source]))
+    manifest = serviceManifest(loaded.manifest, source.functions, sources)
+    const rules = manifest.workflows.reduce((n, w) => n + w.rules.length, 0)
+    progress(`  ${manifest.workflows.length} workflow${manifest.workflows.length === 1 ? '' : 's'}, ${rules} rule${rules === 1 ? '' : 's'} fingerprinted`)
+  }
+  files.set(path.join(GENERATED, 'workflows.ts'), emitWorkflows(manifest, ctx))
+  files.set(path.join(GENERATED, 'client.ts'), emitClient(manifest, ctx))
+  files.set(path.join(GENERATED, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`)
+
+  // Compare or write; generated files no longer produced are stale (check) or removed (write).
+  const result: CodegenResult = { service, functions: manifest.functions.length, workflows: manifest.workflows.length, layers: [...layers.keys()], files: [] }
+  const existing = await listFiles(path.join(dir, GENERATED))
+  for (const [file, text] of [...files].sort(([a], [b]) => a.localeCompare(b))) {
+    const absolute = path.join(dir, file)
+    const current = existsSync(absolute) ? await readFile(absolute, 'utf8') : null
+    const state = current === text ? 'unchanged' : options.check ? 'stale' : 'written'
+    if (state === 'written') {
+      await mkdir(path.dirname(absolute), { recursive: true })
+      await writeFile(absolute, text)
+    }
+    result.files.push({ path: file.split(path.sep).join('/'), state })
+  }
+  for (const file of existing.filter((f) => !files.has(f))) {
+    if (!options.check) await rm(path.join(dir, file))
+    result.files.push({ path: file.split(path.sep).join('/'), state: options.check ? 'stale' : 'removed' })
+  }
+  return result
+}
+
+/** Validates a manifest (from a server or a file); the error lists what is wrong and where. */
+export function parseManifest(value: unknown, origin: string): ServiceManifest {
+  const parsed = ServiceManifest.safeParse(value)
+  if (!parsed.success) throw new CodegenError('PRX_CODEGEN_MANIFEST_INVALID', `${origin} is not a Praxis service manifest: ${formatIssues(parsed.error.issues)}`)
+  return parsed.data
+}
+
+/** The manifest of `service` as deployed on a rule server (GET /v1/services/:service/manifest). */
+export async function fetchManifest(url: string, service: string, apiKey: string): Promise<unknown> {
+  const target = new URL(`/v1/services/${encodeURIComponent(service)}/manifest`, url)
+  let response: Response
+  try {
+    response = await fetch(target, { headers: { authorization: `Bearer ${apiKey}` } })
+  } catch (error) {
+    throw new CodegenError('PRX_CODEGEN_MANIFEST_INVALID', `cannot reach ${target.origin} (${(error as Error).message}): is the rule server running? (praxis dev prints its address)`)
+  }
+  const body = await response.json().catch(() => null) as { error?: { message?: string } } | null
+  if (!response.ok) throw new CodegenError('PRX_CODEGEN_MANIFEST_INVALID', `${target}: ${response.status} ${body?.error?.message ?? response.statusText}`)
+  return body
+}
+
+/** The nearest folder above `dir` (or `dir`) with a package.json: generated headers name paths from it. */
+function projectRoot(dir: string): string {
+  for (let d = dir; ; d = path.dirname(d)) {
+    if (existsSync(path.join(d, 'package.json'))) return d
+    if (path.dirname(d) === d) return dir
+  }
+}
+
+async function listFiles(root: string, prefix = ''): Promise<string[]> {
+  if (!existsSync(root)) return []
+  const out: string[] = []
+  for (const entry of await readdir(root, { withFileTypes: true })) {
+    const relative = path.join(prefix, entry.name)
+    if (entry.isDirectory()) out.push(...await listFiles(path.join(root, entry.name), relative))
+    else out.push(path.join(GENERATED, relative))
+  }
+  return out
+}

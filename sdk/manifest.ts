@@ -1,0 +1,55 @@
+/**
+ * A service manifest: what `praxis codegen` writes to `generated/manifest.json`, what a deploy
+ * stores, and what `GET /v1/services/:service/manifest` returns, so another service can generate a
+ * typed client of it (service layering). Schemas are JSON Schemas (zod's, `io: 'input'`).
+ */
+import { z } from 'zod'
+
+export const MANIFEST_FORMAT = 'praxis.manifest/1'
+
+const JsonSchema = z.record(z.string(), z.unknown())
+
+export const ManifestFunction = z.object({
+  name: z.string().regex(/^[A-Za-z][\w.-]{0,99}$/),
+  pool: z.string().min(1),
+  timeoutMs: z.number().int().positive(),
+  retry: z.object({ attempts: z.number().int().min(1), backoff: z.enum(['exponential', 'fixed']), initialDelayMs: z.number().min(0), maxDelayMs: z.number().min(0) }),
+  input: JsonSchema,
+  output: JsonSchema,
+  /** `file:line` in the service, relative to its folder. */
+  source: z.string().optional(),
+})
+
+export const ManifestRule = z.object({
+  name: z.string(),
+  priority: z.number().int(),
+  fingerprint: z.string(),
+  /** Fact paths the match reads. */
+  paths: z.array(z.string()),
+  hasReaction: z.boolean(),
+  hasError: z.boolean(),
+})
+
+export const ManifestWorkflow = z.object({
+  name: z.string().regex(/^[A-Za-z][\w-]{0,99}$/),
+  input: JsonSchema,
+  facts: JsonSchema,
+  /** null when the workflow declares no result schema. */
+  result: JsonSchema.nullable(),
+  signals: z.record(z.string(), JsonSchema),
+  maxFirings: z.number().int().positive(),
+  rules: z.array(ManifestRule),
+  source: z.string().optional(),
+})
+
+export const ServiceManifest = z.object({
+  format: z.literal(MANIFEST_FORMAT),
+  service: z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{0,99}$/),
+  functions: z.array(ManifestFunction),
+  workflows: z.array(ManifestWorkflow),
+})
+
+export type ManifestFunction = z.infer<typeof ManifestFunction>
+export type ManifestRule = z.infer<typeof ManifestRule>
+export type ManifestWorkflow = z.infer<typeof ManifestWorkflow>
+export type ServiceManifest = z.infer<typeof ServiceManifest>
