@@ -5,7 +5,7 @@ import tseslint from 'typescript-eslint'
 const restrict = (patterns, message) => ['error', { patterns: [{ group: patterns, message }] }]
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'dist/**', '.praxis/**'] },
+  { ignores: ['node_modules/**', 'dist/**', '.praxis/**', 'test/.tmp-*/**', 'examples/.layer-*/**', 'bench/.tmp-*/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -21,6 +21,7 @@ import { buildBundle, chain, deployBundle, loadBundle, Evaluator, BundleCache } 
 import { loadService, startWorker } from '../platform/pools/index.js'
 import { createPool, ensureDatabase, ensureTenant, migrate, quietLogger, startEmbedded, resolveWorkflow, getInstance } from '../platform/store/index.js'
 import { readPath } from '../sdk/facts.js'
+import { benchCodegen } from './codegen.js'
 import { stepTimes } from './fixtures/steps/functions.js'
 
 const json = process.argv.includes('--json')
@@ -55,6 +56,7 @@ async function main(): Promise<void> {
     await benchSteps(pool)
     await pool.end()
     await benchMatch()
+    await benchCodegen(record, progress)
   } finally {
     await server.stop()
     await rm(dataDir, { recursive: true, force: true })
@@ -180,7 +182,7 @@ function printTable(): void {
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)))
   const fmt = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ')
   process.stdout.write(`${fmt(header)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n${lines.map(fmt).join('\n')}\n`)
-  process.stdout.write('baselines: a bare graphile-worker chain (steps); json-rules-engine running all 1,000 rules (match)\n')
+  process.stdout.write('baselines: a bare graphile-worker chain (steps); json-rules-engine running all 1,000 rules (match); type-checking the same service with tsc (codegen)\n')
 }
 
 main().catch((error: unknown) => {

@@ -6,7 +6,7 @@
  * the module. Function modules hold I/O and heavy dependencies; codegen must not execute them.
  */
 import path from 'node:path'
-import { Node, Project, SyntaxKind, VariableDeclarationKind, type CallExpression, type Expression } from 'ts-morph'
+import { Node, Project, SyntaxKind, ts, VariableDeclarationKind, type CallExpression, type Expression } from 'ts-morph'
 import { z } from 'zod'
 import { CodegenError } from './errors.js'
 
@@ -57,9 +57,15 @@ const ISO_NAMESPACE = Symbol('zod iso namespace')
 
 /** Reads every function and workflow definition under `dir` (not `generated/`, tests or node_modules). */
 export function readService(dir: string): ServiceSource {
+  // Symbols only, no types: no lib files, and only the service's own files and the SDK are
+  // resolved (zod is recognised by its import, never loaded). This keeps a large service fast.
   const project = new Project({
-    compilerOptions: { strict: true, allowJs: false, target: 99, module: 199, moduleResolution: 99, skipLibCheck: true, noEmit: true },
+    compilerOptions: { allowJs: false, target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext, noLib: true, types: [], noEmit: true },
     skipAddingFilesFromTsConfig: true,
+    resolutionHost: (host, getOptions) => ({
+      resolveModuleNames: (names, containingFile) => names.map((name) =>
+        /^[./]/.test(name) || /^praxis(\/|$)/.test(name) ? ts.resolveModuleName(name, containingFile, getOptions(), host).resolvedModule : undefined),
+    }),
   })
   const files = project.addSourceFilesAtPaths([
     path.join(dir, '**/*.ts'), `!${path.join(dir, 'generated/**')}`, `!${path.join(dir, '**/node_modules/**')}`, `!${path.join(dir, '**/*.test.ts')}`, `!${path.join(dir, '**/*.d.ts')}`,
