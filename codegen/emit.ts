@@ -42,7 +42,7 @@ function uniqueIdentifiers<T extends { name: string; source?: string | undefined
 }
 
 /** `generated/functions.ts`: one stub per function, no implementation. */
-export function emitFunctions(manifest: ServiceManifest, ctx: EmitContext): string {
+export function emitFunctions(manifest: ServiceManifest, ctx: EmitContext, locate: (fn: ManifestFunction) => string | undefined = (fn) => fn.source): string {
   const ids = uniqueIdentifiers(manifest.functions, 'function')
   const blocks = manifest.functions.map((fn: ManifestFunction) => {
     const where = `function ${fn.name}`
@@ -54,8 +54,8 @@ export function emitFunctions(manifest: ServiceManifest, ctx: EmitContext): stri
       `  pool: ${lit(fn.pool)},`,
       `  timeoutMs: ${fn.timeoutMs},`,
       `  retry: ${lit(fn.retry)},`,
-      `  input: ${zodSource(fn.input, `${where} input`, '  ')},`,
-      `  output: ${zodSource(fn.output, `${where} output`, '  ')},`,
+      `  input: ${zodSource(fn.input, `${where} input`, '  ', locate(fn))},`,
+      `  output: ${zodSource(fn.output, `${where} output`, '  ', locate(fn))},`,
       `})`,
     ].join('\n')
   })

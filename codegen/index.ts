@@ -102,8 +102,10 @@ export async function codegen(options: CodegenOptions): Promise<CodegenResult> {
 
   // Stubs next: the rules side imports them too, so the bundle is built with the new ones in memory.
   const ctx: EmitContext = { sdk: sdkFrom(GENERATED), command: command(), origin: `the source of service ${service}` }
-  const functionsOnly = { format: 'praxis.manifest/1' as const, service, functions: source.functions, workflows: [] }
-  files.set(path.join(GENERATED, 'functions.ts'), emitFunctions(functionsOnly, ctx))
+  const functions = source.functions.map(({ location: _, ...fn }) => fn)
+  const functionsOnly = { format: 'praxis.manifest/1' as const, service, functions, workflows: [] }
+  const locations = new Map(source.functions.map((fn) => [fn.name, fn.location]))
+  files.set(path.join(GENERATED, 'functions.ts'), emitFunctions(functionsOnly, ctx, (fn) => locations.get(fn.name)))
   let manifest: ServiceManifest = functionsOnly
   if (existsSync(path.join(dir, 'workflows.ts'))) {
     progress('  building the rules side …')
@@ -111,7 +113,7 @@ export async function codegen(options: CodegenOptions): Promise<CodegenResult> {
     const built = await buildBundle(dir, { files: inMemory })
     const loaded = loadBundle(service, built.code)
     const sources = Object.fromEntries(source.workflows.map((w) => [w.name, w.source]))
-    manifest = serviceManifest(loaded.manifest, source.functions, sources)
+    manifest = serviceManifest(loaded.manifest, functions, sources)
     const rules = manifest.workflows.reduce((n, w) => n + w.rules.length, 0)
     progress(`  ${manifest.workflows.length} workflow${manifest.workflows.length === 1 ? '' : 's'}, ${rules} rule${rules === 1 ? '' : 's'} fingerprinted`)
   }

@@ -18,18 +18,21 @@ export interface StaticFunction {
   retry: { attempts: number; backoff: 'exponential' | 'fixed'; initialDelayMs: number; maxDelayMs: number }
   input: JsonSchema
   output: JsonSchema
-  /** `file:line`, the file relative to the service folder. */
+  /** `file:line`, the file relative to the service folder (what the manifest records). */
   source: string
 }
 
 /** A workflow as codegen found it: its schemas and rules come from the built bundle. */
 export interface StaticWorkflow { name: string; source: string }
 
+/** Where a definition is, as error messages give it (the path from the current folder). */
+export type Located<T> = T & { location: string }
+
 export type JsonSchema = Record<string, unknown>
 
 export interface ServiceSource {
-  functions: StaticFunction[]
-  workflows: StaticWorkflow[]
+  functions: Located<StaticFunction>[]
+  workflows: Located<StaticWorkflow>[]
   /** How the service's source imports the SDK (a package name or a path relative to `dir`). */
   sdkImport: string | null
 }
@@ -71,8 +74,8 @@ export function readService(dir: string): ServiceSource {
     path.join(dir, '**/*.ts'), `!${path.join(dir, 'generated/**')}`, `!${path.join(dir, '**/node_modules/**')}`, `!${path.join(dir, '**/*.test.ts')}`, `!${path.join(dir, '**/*.d.ts')}`,
   ]).sort((a, b) => a.getFilePath().localeCompare(b.getFilePath()))
   const reader = new StaticReader(dir)
-  const functions: StaticFunction[] = []
-  const workflows: StaticWorkflow[] = []
+  const functions: Located<StaticFunction>[] = []
+  const workflows: Located<StaticWorkflow>[] = []
   let sdkImport: string | null = null
   for (const file of files) {
     for (const call of file.getDescendantsOfKind(SyntaxKind.CallExpression)) {
@@ -99,9 +102,16 @@ export function readService(dir: string): ServiceSource {
     if (!symbol) return null
     const target = symbol.isAlias() ? symbol.getAliasedSymbol() ?? symbol : symbol
     const real = target.getName()
-    if (real !== 'defineFunction' && real !== 'defineWorkflow') return null
     const declaration = target.getDeclarations()[0]
-    if (!declaration || !/[/\\]sdk[/\\](function|workflow)\.(d\.)?[cm]?[jt]s$|[/\\]praxis[/\\]/.test(declaration.getSourceFile().getFilePath())) return null
+    if (!declaration) {
+      // Imported under that name from a module that does not resolve: say so rather than find nothing.
+      if (name !== 'defineFunction' && name !== 'defineWorkflow') return null
+      const from = importModuleOf(callee)
+      if (from === null) return null
+      throw new CodegenError('PRX_CODEGEN_NOT_STATIC', `${name} is imported from ${JSON.stringify(from)}, which does not resolve: fix the import of the Praxis SDK`, reader.whereAbsolute(call))
+    }
+    if (real !== 'defineFunction' && real !== 'defineWorkflow') return null
+    if (!/[/\\]sdk[/\\](function|workflow)\.(d\.)?[cm]?[jt]s$|[/\\]praxis[/\\]/.test(declaration.getSourceFile().getFilePath())) return null
     return { name: real, module: importModuleOf(callee) ?? '' }
   }
 
@@ -119,12 +129,12 @@ export function readService(dir: string): ServiceSource {
   }
 }
 
-function duplicates(defs: { name: string; source: string }[], what: string, why: string): void {
+function duplicates(defs: { name: string; location: string }[], what: string, why: string): void {
   const seen = new Map<string, string>()
   for (const def of defs) {
     const first = seen.get(def.name)
-    if (first) throw new CodegenError('PRX_CODEGEN_DUPLICATE', `two ${what}s are named ${JSON.stringify(def.name)} (the other is at ${first}): ${why}; rename one`, def.source)
-    seen.set(def.name, def.source)
+    if (first) throw new CodegenError('PRX_CODEGEN_DUPLICATE', `two ${what}s are named ${JSON.stringify(def.name)} (the other is at ${first}): ${why}; rename one`, def.location)
+    seen.set(def.name, def.location)
   }
 }
 
@@ -145,7 +155,7 @@ class StaticReader {
     return `${path.relative(process.cwd(), node.getSourceFile().getFilePath())}:${node.getStartLineNumber()}`
   }
 
-  readFunction(call: CallExpression): StaticFunction {
+  readFunction(call: CallExpression): Located<StaticFunction> {
     const props = this.optionsOf(call, 'defineFunction')
     const at = this.whereAbsolute(call)
     const name = this.required(props, 'name', call, 'string') as string
@@ -173,12 +183,12 @@ class StaticReader {
         throw new CodegenError('PRX_CODEGEN_UNSUPPORTED_SCHEMA', `the ${key} schema of function ${name} has a type codegen cannot express as JSON Schema (${(error as Error).message}); use JSON types (string, number, boolean, null, arrays, objects, records, unions)`, this.whereAbsolute(node))
       }
     }
-    return { name, pool, timeoutMs, retry, input: schema('input'), output: schema('output'), source: this.where(call) }
+    return { name, pool, timeoutMs, retry, input: schema('input'), output: schema('output'), source: this.where(call), location: at }
   }
 
-  readWorkflow(call: CallExpression): StaticWorkflow {
+  readWorkflow(call: CallExpression): Located<StaticWorkflow> {
     const props = this.optionsOf(call, 'defineWorkflow')
-    return { name: this.required(props, 'name', call, 'string') as string, source: this.where(call) }
+    return { name: this.required(props, 'name', call, 'string') as string, source: this.where(call), location: this.whereAbsolute(call) }
   }
 
   /** The property nodes of a definition's options object (a literal, or a const holding one). */
@@ -251,7 +261,13 @@ class StaticReader {
     if (Node.isTrueLiteral(node)) return true
     if (Node.isFalseLiteral(node)) return false
     if (Node.isNullLiteral(node)) return null
-    if (Node.isRegularExpressionLiteral(node)) return node.getLiteralValue()
+    if (Node.isRegularExpressionLiteral(node)) {
+      const regex = node.getLiteralValue()
+      if (regex.flags) {
+        throw new CodegenError('PRX_CODEGEN_UNSUPPORTED_SCHEMA', `the regex ${node.getText()} has flags (${regex.flags}), which JSON Schema patterns cannot carry; write the pattern without them (e.g. [Aa] for case)`, this.whereAbsolute(node))
+      }
+      return regex
+    }
     if (Node.isParenthesizedExpression(node) || Node.isAsExpression(node) || Node.isSatisfiesExpression(node) || Node.isNonNullExpression(node) || Node.isTypeAssertion(node)) {
       return this.value(node.getExpression())
     }
@@ -308,7 +324,14 @@ class StaticReader {
       return notStatic('this element access')
     }
     if (Node.isCallExpression(node)) {
-      const callee = this.value(node.getExpression()) as unknown
+      let callee: unknown
+      try {
+        callee = this.value(node.getExpression())
+      } catch (error) {
+        // A call of something that is not zod (a helper function): point at the call.
+        if (error instanceof CodegenError && error.code === 'PRX_CODEGEN_NOT_STATIC') return notStatic('this call (only zod builders are read)')
+        throw error
+      }
       const args = node.getArguments().map((a) => this.value(a))
       try {
         if (typeof callee === 'function') return (callee as (...a: unknown[]) => unknown)(...args)

@@ -10,16 +10,19 @@ import type { JsonSchema } from './static.js'
 const WIDTH = 100
 const FORMATS: Record<string, string> = { email: 'z.email()', uri: 'z.url()', uuid: 'z.uuid()', 'date-time': 'z.iso.datetime()', date: 'z.iso.date()', time: 'z.iso.time()' }
 
-/** zod source for `schema`; `where` names it in errors ("function encodeChunk input"). */
-export function zodSource(schema: JsonSchema, where: string, indent = ''): string {
-  return new Emitter(where).emit(schema, indent)
+/**
+ * zod source for `schema`; `where` names it in errors ("function encodeChunk input"), `location`
+ * (`file:line`) is where it was defined, when known.
+ */
+export function zodSource(schema: JsonSchema, where: string, indent = '', location?: string): string {
+  return new Emitter(where, location).emit(schema, indent)
 }
 
 class Emitter {
-  constructor(private readonly where: string) {}
+  constructor(private readonly where: string, private readonly location: string | undefined) {}
 
   fail(message: string, at: string): never {
-    throw new CodegenError('PRX_CODEGEN_UNSUPPORTED_SCHEMA', `${this.where}, at ${at || '(root)'}: ${message}`)
+    throw new CodegenError('PRX_CODEGEN_UNSUPPORTED_SCHEMA', `${this.where}, at ${at || '(root)'}: ${message}`, this.location)
   }
 
   emit(s: JsonSchema, indent: string, at = ''): string {
@@ -32,6 +35,7 @@ class Emitter {
   base(s: JsonSchema, indent: string, at: string): string {
     if (typeof s !== 'object' || s === null) return this.fail('not a schema', at)
     if ('$ref' in s || '$defs' in s) return this.fail('recursive or referenced schemas ($ref) cannot be generated', at)
+    if ('allOf' in s && s.type !== 'string') return this.fail('intersections (allOf) cannot be generated', at)
     if ('const' in s) return `z.literal(${lit(s.const)})`
     if (Array.isArray(s.enum)) {
       const values = s.enum as unknown[]
@@ -41,8 +45,9 @@ class Emitter {
     const variants = (s.anyOf ?? s.oneOf) as JsonSchema[] | undefined
     if (Array.isArray(variants)) return this.union(variants, indent, at)
     if (Array.isArray(s.type)) {
-      const types = s.type as string[]
-      return this.union(types.map((t) => ({ ...s, type: t, description: undefined, default: undefined })), indent, at)
+      // zod merges a union of primitives into one type list: split it back, one variant a type.
+      const { description: _d, default: _default, type: types, ...rest } = s
+      return this.union((types as string[]).map((t) => ({ ...rest, type: t })), indent, at)
     }
     switch (s.type) {
       case 'string': return this.string(s, at)
@@ -68,14 +73,23 @@ class Emitter {
 
   string(s: JsonSchema, at: string): string {
     const format = typeof s.format === 'string' ? s.format : null
-    let code = format ? FORMATS[format] ?? this.fail(`string format ${format} has no zod form here`, at) : 'z.string()'
+    // starts_with, ends_with, includes and other pattern-backed formats are their pattern.
+    const known = format !== null && FORMATS[format] !== undefined
+    if (format && !known && typeof s.pattern !== 'string' && !Array.isArray(s.allOf)) this.fail(`string format ${format} has no zod form here`, at)
+    let code = known ? FORMATS[format!]! : 'z.string()'
     if (typeof s.minLength === 'number' && s.minLength === s.maxLength) code += `.length(${s.minLength})`
     else {
       if (typeof s.minLength === 'number') code += `.min(${s.minLength})`
       if (typeof s.maxLength === 'number') code += `.max(${s.maxLength})`
     }
-    // A format's own pattern is implied by the format.
-    if (typeof s.pattern === 'string' && !format) code += `.regex(new RegExp(${lit(s.pattern)}))`
+    // A known format's own pattern is implied by the format.
+    if (typeof s.pattern === 'string' && !known) code += `.regex(new RegExp(${lit(s.pattern)}))`
+    // Several checks of one kind (two regexes, a prefix and a suffix) come as allOf of patterns.
+    for (const [i, part] of ((s.allOf ?? []) as JsonSchema[]).entries()) {
+      const extra = Object.keys(part).filter((k) => k !== 'pattern' && k !== 'format' && k !== 'type')
+      if (typeof part.pattern !== 'string' || extra.length > 0) this.fail(`cannot express ${JSON.stringify(part)}`, `${at}&${i}`)
+      code += `.regex(new RegExp(${lit(part.pattern)}))`
+    }
     return code
   }
 

@@ -60,7 +60,8 @@ export async function runDev(config: Config, options: { services: string[]; demo
   }
   for (let n = 0; n < options.workers; n++) spawnWorker(n)
   out(`[5/5] worker pool: ${options.workers} process(es) serving ${dirs.map((d) => path.basename(path.resolve(d))).join(', ')}  (ready in ${Date.now() - t0} ms)`)
-  out(`\ntry:  node bin/praxis.js start encodeVideo --input '{"source":"s3://in/trailer.mov","recipe":"h264-1080p"}' --wait\n`)
+  out(`\ntry:  node bin/praxis.js start encodeVideo --input '{"source":"s3://in/trailer.mov","recipe":"h264-1080p"}' --wait`)
+  out(`      node bin/praxis.js start publishTitle --input '{"title":"Trailer","source":"s3://in/t.mov"}' --wait   (starts encodeVideo as a child)\n`)
 
   if (options.demo && dirs.some((d) => path.basename(path.resolve(d)) === 'video-encoding')) {
     out('demo: encoding s3://demo/trailer.mov with recipe h264-1080p')

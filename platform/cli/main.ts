@@ -103,8 +103,9 @@ async function main(argv: string[]): Promise<number> {
         const result = await codegen({ dir, check: values.check, ...(layer ? { layer } : {}), onProgress: (line) => process.stderr.write(line + '\n') })
         const count = (state: string) => result.files.filter((f) => f.state === state).length
         for (const f of result.files.filter((f) => f.state === 'stale')) stale.push(path.join(dir, f.path))
-        out(`${result.service}: ${result.functions} functions, ${result.workflows} workflows${result.layers.length ? `, layered on ${result.layers.join(', ')}` : ''}; `
-          + `${result.files.length} files: ${values.check ? `${count('stale')} stale` : `${count('written')} written, ${count('removed')} removed`}, ${count('unchanged')} unchanged (${Date.now() - t0} ms)`)
+        const n = (count: number, what: string) => `${count} ${what}${count === 1 ? '' : 's'}`
+        out(`${result.service}: ${n(result.functions, 'function')}, ${n(result.workflows, 'workflow')}${result.layers.length ? `, layered on ${result.layers.join(', ')}` : ''}; `
+          + `${n(result.files.length, 'file')}: ${values.check ? `${count('stale')} stale` : `${count('written')} written, ${count('removed')} removed`}, ${count('unchanged')} unchanged (${Date.now() - t0} ms)`)
       }
       if (stale.length > 0) {
         for (const file of stale) out(`stale: ${file}`)
