@@ -12,7 +12,7 @@ import type { Json } from '../../sdk/index.js'
 import { PraxisError } from '../errors.js'
 import {
   appendEvent, finishAndLock, finishInvocation, getInvocations, insertInstance, lockInstance, readInstance, writeEvaluation,
-  type InvocationJob, type InvocationRow, type LockedInstance, type ParentLink, type PendingEvent, type WriteGuard,
+  type EagerJob, type InvocationJob, type InvocationRow, type LockedInstance, type ParentLink, type PendingEvent, type WriteGuard,
 } from '../store/index.js'
 import type { LoadedBundle } from './bundle.js'
 import type { BundleCache } from './bundle-cache.js'
@@ -20,7 +20,15 @@ import type { ChainResult, HandlerRun, TimelineDraft } from './chain.js'
 import { RuleSandbox, RuleTimeoutError } from './sandbox.js'
 
 /** What happened to an instance in one evaluation. */
-export interface EvaluationSummary { instanceId: string; status: LockedInstance['status']; revision: number; firings: number; invocations: number }
+export interface EvaluationSummary {
+  instanceId: string
+  status: LockedInstance['status']
+  revision: number
+  firings: number
+  invocations: number
+  /** A new invocation's job locked to the calling worker (eager dispatch), for it to run now. */
+  eager?: EagerJob | null
+}
 
 type Queryable = Pick<pg.PoolClient, 'query'>
 
@@ -88,12 +96,13 @@ export class Evaluator {
    * it takes the instance lock with NOWAIT and evaluates in a transaction; when another evaluation
    * holds the lock, it records the result as an event and leaves an evaluate job. Returns null when
    * the invocation was already final (a duplicate run): its reaction must not run twice.
-   * `jobId`, the graphile-worker job running the invocation, is completed by the optimistic write.
+   * `jobId`, the graphile-worker job running the invocation, is completed by the optimistic write;
+   * with `eager`, that write locks the next invocation's job to the worker (summary.eager).
    */
-  async recordResult(job: InvocationJob, result: InvocationResult, snapshot?: Promise<LockedInstance | null>, jobId?: string): Promise<EvaluationSummary | 'queued' | null> {
+  async recordResult(job: InvocationJob, result: InvocationResult, snapshot?: Promise<LockedInstance | null>, jobId?: string, eager?: WriteGuard['eager']): Promise<EvaluationSummary | 'queued' | null> {
     const seen = await snapshot
     if (seen && seen.status === 'running' && seen.pending.length === 0) {
-      const written = await this.#evaluate(this.pool, seen, [finishedRow(job, result)], [], { expectedRevision: seen.revision, invocationId: job.id, result, ...(jobId ? { jobId } : {}) })
+      const written = await this.#evaluate(this.pool, seen, [finishedRow(job, result)], [], { expectedRevision: seen.revision, invocationId: job.id, result, ...(jobId ? { jobId } : {}), ...(eager ? { eager } : {}) })
       if (written === 'duplicate') return null
       if (written !== 'moved' && written !== null) return written
     }
@@ -248,7 +257,7 @@ export class Evaluator {
     }, guard)
     if (typeof write === 'string') return write
     if (write.consumed !== instance.pending.length) return null
-    return { instanceId: instance.id, status, revision: write.revision, firings: result?.firings ?? 0, invocations: write.invocations }
+    return { instanceId: instance.id, status, revision: write.revision, firings: result?.firings ?? 0, invocations: write.invocations, eager: write.eager }
   }
 
   async #pendingInvocations(client: Queryable, instance: LockedInstance): Promise<InvocationRow[]> {

@@ -8,7 +8,7 @@ import { formatIssues } from '../../sdk/context.js'
 import type { Evaluator, InvocationResult } from '../engine/index.js'
 import { PraxisError } from '../errors.js'
 import { backoffDelay } from '../queue/index.js'
-import { resolveWorkflow, scheduleRetry, type InvocationJob } from '../store/index.js'
+import { resolveWorkflow, scheduleRetry, type EagerJob, type InvocationJob, type WriteGuard } from '../store/index.js'
 import type pg from 'pg'
 
 type Failure = Extract<InvocationResult, { status: 'failed' }>['failure']
@@ -16,7 +16,11 @@ type Failure = Extract<InvocationResult, { status: 'failed' }>['failure']
 /** What became of one run of an invocation. */
 export type InvokeOutcome = 'succeeded' | 'failed' | 'retry-scheduled' | 'duplicate'
 
-export async function runInvocation(deps: { pool: pg.Pool; evaluator: Evaluator; log: Logger }, fn: FunctionDefinition, invocation: InvocationJob, jobId?: string): Promise<InvokeOutcome> {
+/**
+ * `jobId` is the graphile-worker job running it (the fused step completes it). With `eager`, the
+ * step may lock the next invocation to this worker: `next` is that job, to run at once.
+ */
+export async function runInvocation(deps: { pool: pg.Pool; evaluator: Evaluator; log: Logger }, fn: FunctionDefinition, invocation: InvocationJob, jobId?: string, eager?: WriteGuard['eager']): Promise<{ outcome: InvokeOutcome; next: EagerJob | null }> {
   const attempt = invocation.attempts + 1
   // The instance as the job left it, or read while the function runs: the fused step then
   // usually needs one write.
@@ -25,8 +29,8 @@ export async function runInvocation(deps: { pool: pg.Pool; evaluator: Evaluator;
     : deps.evaluator.snapshot(invocation)
   const outcome = await execute(fn, invocation, attempt)
   if (outcome.status === 'succeeded') {
-    const recorded = await deps.evaluator.recordResult(invocation, { status: 'succeeded', output: outcome.output, attempts: attempt }, snapshot, jobId)
-    return recorded === null ? 'duplicate' : 'succeeded'
+    const recorded = await deps.evaluator.recordResult(invocation, { status: 'succeeded', output: outcome.output, attempts: attempt }, snapshot, jobId, eager)
+    return { outcome: recorded === null ? 'duplicate' : 'succeeded', next: (typeof recorded === 'object' && recorded?.eager) || null }
   }
   const failure = outcome.failure
   const retryable = failure.kind === 'retryable' || failure.kind === 'timeout'
@@ -34,11 +38,11 @@ export async function runInvocation(deps: { pool: pg.Pool; evaluator: Evaluator;
     const delay = backoffDelay(invocation.retry, attempt)
     deps.log.info({ invocationId: invocation.id, function: fn.name, attempt, delayMs: delay, error: failure.message }, 'invocation attempt failed; retrying')
     const scheduled = await scheduleRetry(deps.pool, invocation, attempt, failure as unknown as Json, delay)
-    return scheduled ? 'retry-scheduled' : 'duplicate'
+    return { outcome: scheduled ? 'retry-scheduled' : 'duplicate', next: null }
   }
   deps.log.warn({ invocationId: invocation.id, function: fn.name, attempt, kind: failure.kind, error: failure.message }, 'invocation failed for good')
-  const recorded = await deps.evaluator.recordResult(invocation, { status: 'failed', failure, attempts: attempt }, snapshot, jobId)
-  return recorded === null ? 'duplicate' : 'failed'
+  const recorded = await deps.evaluator.recordResult(invocation, { status: 'failed', failure, attempts: attempt }, snapshot, jobId, eager)
+  return { outcome: recorded === null ? 'duplicate' : 'failed', next: (typeof recorded === 'object' && recorded?.eager) || null }
 }
 
 async function execute(fn: FunctionDefinition, invocation: InvocationJob, attempt: number): Promise<{ status: 'succeeded'; output: Json } | { status: 'failed'; failure: Failure }> {

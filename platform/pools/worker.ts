@@ -11,7 +11,7 @@ import type { Logger } from 'pino'
 import { CHILD_POOL, qualifiedPool, type FunctionDefinition } from '../../sdk/index.js'
 import { BundleCache, Evaluator } from '../engine/index.js'
 import { EVALUATE_TASK, invokeTask, parseInvocationJob, parsePayload } from '../queue/index.js'
-import { quietLogger } from '../store/index.js'
+import { quietLogger, type EagerJob } from '../store/index.js'
 import { runInvocation, startChild } from './invoke.js'
 
 export interface WorkerOptions {
@@ -29,6 +29,8 @@ export interface WorkerOptions {
   localQueueSize?: number
   /** Per-call CPU limit of rule code. */
   ruleTimeoutMs?: number
+  /** Run the next invocation a step enqueues at once when this worker serves it. Default true. */
+  eager?: boolean
 }
 
 export interface WorkerHandle {
@@ -39,7 +41,7 @@ export interface WorkerHandle {
 }
 
 export async function startWorker(options: WorkerOptions): Promise<WorkerHandle> {
-  const id = `worker-${randomBytes(6).toString('hex')}`
+  const id = `praxis-worker-${randomBytes(6).toString('hex')}`
   const log = options.log.child({ workerId: id })
   const evaluator = new Evaluator(options.pool, new BundleCache(), { ruleTimeoutMs: options.ruleTimeoutMs ?? 1000 })
   const stats = { succeeded: 0, failed: 0, 'retry-scheduled': 0, duplicate: 0, evaluations: 0 }
@@ -52,19 +54,58 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     byName.set(key, fn)
   }
   const pools = [...new Set(options.functions.map((f) => qualifiedPool(f)))].sort()
+  const deps = { pool: options.pool, evaluator, log }
+
+  // Eager dispatch: a step may lock the next invocation to this worker in its own commit; the
+  // worker then runs it at once instead of waiting for the queue to hand it over. At most
+  // `concurrency` eager chains run besides graphile-worker's own jobs; none start while stopping.
+  const eagerEnabled = (options.eager ?? true) && options.concurrency > 0
+  const eagerChains = new Set<Promise<void>>()
+  let stopping = false
+  const eagerOption = (): { owner: string; pools: string[] } | undefined =>
+    eagerEnabled && !stopping && eagerChains.size < options.concurrency ? { owner: id, pools } : undefined
+  const functionFor = (pool: string, name: string): FunctionDefinition => {
+    const fn = byName.get(keyOf(pool, name))
+    if (!fn) throw new Error(`PRX_FUNCTION_UNKNOWN: this worker serves pool ${pool} but has no function ${name}; deploy a worker with the service's current functions.ts`)
+    return fn
+  }
+  const runEager = (first: EagerJob): void => {
+    const chain = (async () => {
+      let job: EagerJob | null = first
+      while (job) {
+        const current: EagerJob = job
+        try {
+          const invocation = parseInvocationJob(current.payload)
+          const { outcome, next } = await runInvocation(deps, functionFor(invocation.pool, invocation.function), invocation, current.jobId, eagerOption())
+          stats[outcome]++
+          // Complete it (the fused step usually already has: then this deletes nothing).
+          await options.pool.query('delete from graphile_worker._private_jobs where id = $1 and locked_by = $2', [current.jobId, id])
+          job = next
+        } catch (error) {
+          // Hand it back to the queue, which retries it like any job.
+          log.warn({ jobId: current.jobId, error: (error as Error).message }, 'eagerly dispatched invocation failed; returned to the queue')
+          await options.pool.query('update graphile_worker._private_jobs set locked_at = null, locked_by = null, run_at = now() + interval \'1 second\' where id = $1 and locked_by = $2', [current.jobId, id]).catch(() => undefined)
+          job = null
+        }
+      }
+    })()
+    eagerChains.add(chain)
+    void chain.finally(() => eagerChains.delete(chain))
+  }
+
   const taskList: Record<string, Task> = {}
   for (const pool of pools) {
     taskList[invokeTask(pool)] = async (payload, helpers) => {
       const invocation = parseInvocationJob(payload)
-      const fn = byName.get(keyOf(pool, invocation.function))
-      if (!fn) throw new Error(`PRX_FUNCTION_UNKNOWN: this worker serves pool ${pool} but has no function ${invocation.function}; deploy a worker with the service's current functions.ts`)
-      stats[await runInvocation({ pool: options.pool, evaluator, log }, fn, invocation, helpers.job.id)]++
+      const { outcome, next } = await runInvocation(deps, functionFor(pool, invocation.function), invocation, helpers.job.id, eagerOption())
+      stats[outcome]++
+      if (next) runEager(next)
     }
   }
   if (options.evaluate ?? true) {
     taskList[invokeTask(CHILD_POOL)] = async (payload, helpers) => {
       const invocation = parseInvocationJob(payload)
-      stats[await startChild({ pool: options.pool, evaluator, log }, invocation, helpers.job.id)]++
+      stats[await startChild(deps, invocation, helpers.job.id)]++
     }
     taskList[EVALUATE_TASK] = async (payload) => {
       const { t, i } = parsePayload(payload)
@@ -72,7 +113,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     }
   }
 
-  const lockIds = new Set<string>()
+  // This worker's own id locks eagerly dispatched jobs: the sweeper releases them too.
+  const lockIds = new Set<string>([id])
   const events: WorkerEvents = new EventEmitter() as WorkerEvents
   events.on('pool:create', ({ workerPool }) => lockIds.add(workerPool.id))
   events.on('worker:create', ({ worker }) => lockIds.add(worker.workerId))
@@ -102,8 +144,10 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     id,
     stats,
     async stop() {
+      stopping = true
       clearInterval(heartbeat)
       await runner.stop()
+      while (eagerChains.size > 0) await Promise.all([...eagerChains])
       await evaluator.close()
       await options.pool.query('delete from praxis.workers where id = $1', [id]).catch(() => undefined)
     },

@@ -146,17 +146,24 @@ new_tasks as (
 tasks as (
   select id, identifier from graphile_worker._private_tasks where identifier in (select 'praxis.invoke.' || pool from inv)
   union all select id, identifier from new_tasks),
+-- Eager dispatch: with an owner ($20), the first new invocation on a pool the writing worker serves
+-- ($21) is inserted already locked by it, and the worker runs it at once, with no NOTIFY, fetch or
+-- commit between the two steps. A worker that dies holding it is swept like any other lock.
+eligible as (
+  select inv.id, row_number() over (order by inv.priority desc, inv.id) as n from inv
+  where $20::text is not null and inv.pool = any($21::text[])),
 jobs as (
-  insert into graphile_worker._private_jobs (task_id, payload, priority)
+  insert into graphile_worker._private_jobs (task_id, payload, priority, locked_at, locked_by)
   select tasks.id, json_build_object('tenant_id', $1::text, 'id', inv.id, 'instance_id', $2::uuid, 'rule', inv.rule, 'function', inv.function, 'pool', inv.pool,
       'input', inv.input, 'call_key', inv.call_key, 'priority', inv.priority, 'retry', inv.retry, 'timeout_ms', inv.timeout_ms, 'attempts', 0,
       -- The instance as this evaluation leaves it, so the worker need not read it (small facts only).
       'snapshot', case when octet_length($3::text) <= 8192 then json_build_object('revision', (select revision from inst), 'service', (select service from inst),
         'workflow', (select workflow from inst), 'status', $5::text, 'facts', $3::jsonb, 'rule_state', $4::jsonb, 'bundle_id', $8::bigint::text, 'active_bundle_id', $8::bigint::text) end),
-    least(greatest(-inv.priority, -32768), 32767)
-  from inv join tasks on tasks.identifier = 'praxis.invoke.' || inv.pool
-  returning id),
-woken as (select pg_notify('jobs:insert', '{"r":' || random()::text || ',"count":' || count(*)::text || '}') from jobs having count(*) > 0),
+    least(greatest(-inv.priority, -32768), 32767),
+    case when e.n = 1 then now() end, case when e.n = 1 then $20::text end
+  from inv join tasks on tasks.identifier = 'praxis.invoke.' || inv.pool left join eligible e on e.id = inv.id
+  returning id, locked_by, payload),
+woken as (select pg_notify('jobs:insert', '{"r":' || random()::text || ',"count":' || count(*)::text || '}') from jobs where locked_by is null having count(*) > 0),
 notify as (select pg_notify('praxis_instance_ended', $1 || ':' || $2) from inst where $18::boolean),
 -- A child workflow that ends finishes the parent's invocation it stands for (its result is the
 -- output; failing or being cancelled is a fatal failure) and queues the parent's evaluation.
@@ -181,7 +188,8 @@ parent_job as (select graphile_worker.add_job('praxis.evaluate', json_build_obje
 done as (delete from graphile_worker._private_jobs where $19::bigint is not null and id = $19 and job_queue_id is null and exists (select 1 from inst) returning id)
 select (select revision from inst) as revision, (select count(*) from inv)::int as invocations, (select count(*) from jobs)::int as jobs, (select count(*) from woken) as woken,
   (select count(*) from notify) as notified, (select count(*) from ev)::int as consumed, (select count(*) from fin)::int as finished,
-  (select count(*) from done)::int as completed, (select count(*) from parent_job)::int as parents,
+  (select count(*) from done)::int as completed,
+  (select json_build_object('jobId', id::text, 'payload', payload) from jobs where locked_by is not null limit 1) as eager, (select count(*) from parent_job)::int as parents,
   case when exists (select 1 from fin) and not exists (select 1 from inst) then praxis.instance_moved() end as moved`
 
 /** The optimistic fused step's guard: the revision read, and the invocation result to record with the write. */
@@ -191,26 +199,31 @@ export interface WriteGuard {
   result: FinishedResult
   /** The graphile-worker job running this invocation, completed by the same commit. */
   jobId?: string
+  /** Eager dispatch: lock the first new invocation on one of `pools` to `owner`, to run at once. */
+  eager?: { owner: string; pools: string[] }
 }
+
+/** A job the write locked to the writing worker (eager dispatch): run it, then complete it. */
+export interface EagerJob { jobId: string; payload: unknown }
 
 /**
  * Writes an evaluation's results. With a guard, returns 'duplicate' when the invocation was no
  * longer pending and 'moved' when the instance changed since it was read (nothing written).
  */
-export async function writeEvaluation(client: Queryable, w: EvaluationWrite, guard?: WriteGuard): Promise<{ revision: number; invocations: number; consumed: number } | 'duplicate' | 'moved'> {
+export async function writeEvaluation(client: Queryable, w: EvaluationWrite, guard?: WriteGuard): Promise<{ revision: number; invocations: number; consumed: number; eager: EagerJob | null } | 'duplicate' | 'moved'> {
   const r = guard?.result
   try {
-    const { rows } = await client.query<{ revision: number | null; invocations: number; consumed: number; finished: number }>({
+    const { rows } = await client.query<{ revision: number | null; invocations: number; consumed: number; finished: number; eager: EagerJob | null }>({
       name: 'praxis_write_evaluation',
       text: WRITE_SQL,
       values: [w.tenantId, w.instanceId, JSON.stringify(w.facts), JSON.stringify(w.ruleState), w.status, JSON.stringify(w.result), JSON.stringify(w.error), w.bundleId,
         JSON.stringify(w.timeline), JSON.stringify(w.calls), w.consumedEventIds, guard?.expectedRevision ?? null, guard?.invocationId ?? null,
-        r?.status ?? null, r?.status === 'succeeded' ? JSON.stringify(r.output) : null, r?.status === 'failed' ? JSON.stringify(r.failure) : null, r?.attempts ?? null, w.ended, guard?.jobId ?? null],
+        r?.status ?? null, r?.status === 'succeeded' ? JSON.stringify(r.output) : null, r?.status === 'failed' ? JSON.stringify(r.failure) : null, r?.attempts ?? null, w.ended, guard?.jobId ?? null, guard?.eager?.owner ?? null, guard?.eager?.pools ?? []],
     })
     const row = rows[0]!
     if (guard && row.finished === 0) return 'duplicate'
     if (row.revision === null) return 'moved'
-    return { revision: row.revision, invocations: row.invocations, consumed: row.consumed }
+    return { revision: row.revision, invocations: row.invocations, consumed: row.consumed, eager: row.eager }
   } catch (error) {
     if (guard && (error as { code?: string }).code === '40001') return 'moved'
     throw error
