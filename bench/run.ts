@@ -112,13 +112,14 @@ async function benchSteps(pool: import('pg').Pool): Promise<void> {
   await deployBundle(pool, 'bench', 'steps', code, hash)
   const evaluator = new Evaluator(pool, new BundleCache())
 
-  // Warm both paths (JIT, prepared statements, bundle cache) before measuring.
+  // Warm both paths (JIT, prepared statements, bundle cache, the measured worker's rule sandbox
+  // thread) before measuring: a new worker's first step starts its sandbox thread (~0.7 s).
   progress('warming up…')
   await bareChains(pool, 2, 50)
   const { functions } = await loadService('bench/fixtures/steps')
-  const worker = await startWorker({ pool, log, functions, concurrency: CONCURRENCY, leaseMs: 60_000, evaluate: true })
+  const w = await startWorker({ pool, log, functions, concurrency: CONCURRENCY, leaseMs: 60_000, evaluate: true })
   await praxisRuns(pool, evaluator, 'bench', 2, 50, 'warm')
-  await worker.stop()
+  await praxisRuns(pool, evaluator, 'bench', W, 20, 'warm-many')
   await pool.query('analyze')
 
   // Interleaved rounds, samples pooled: this machine is shared and noisy, and a drift during one
@@ -126,7 +127,6 @@ async function benchSteps(pool: import('pg').Pool): Promise<void> {
   const hops: number[] = []
   const steps: number[] = []
   const rates = { bare: { n: 0, ms: 0 }, praxis: { n: 0, ms: 0 } }
-  const w = await startWorker({ pool, log, functions, concurrency: CONCURRENCY, leaseMs: 60_000, evaluate: true })
   for (let round = 0; round < ROUNDS; round++) {
     progress(`[round ${round + 1}/${ROUNDS}] 1 × ${K} and ${W} × ${K}, bare chain then praxis…`)
     const bare1 = await bareChains(pool, 1, K)
@@ -141,6 +141,7 @@ async function benchSteps(pool: import('pg').Pool): Promise<void> {
     rates.praxis.ms += many.elapsedMs
   }
   await w.stop()
+  progress(`  ${w.stats.eager} of ${w.stats.succeeded} invocations ran by eager dispatch`)
   record('steps', 'per-step p50', quantile(steps, 0.5), 'ms', quantile(hops, 0.5))
   record('steps', 'per-step p99', quantile(steps, 0.99), 'ms', quantile(hops, 0.99))
   record('steps', `throughput W=${W}`, rates.praxis.n / (rates.praxis.ms / 1000), 'steps/s', rates.bare.n / (rates.bare.ms / 1000))

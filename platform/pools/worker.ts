@@ -36,7 +36,7 @@ export interface WorkerOptions {
 export interface WorkerHandle {
   readonly id: string
   /** Counts since start. */
-  readonly stats: Record<'succeeded' | 'failed' | 'retry-scheduled' | 'duplicate' | 'evaluations', number>
+  readonly stats: Record<'succeeded' | 'failed' | 'retry-scheduled' | 'duplicate' | 'evaluations' | 'eager', number>
   stop(): Promise<void>
 }
 
@@ -44,7 +44,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const id = `praxis-worker-${randomBytes(6).toString('hex')}`
   const log = options.log.child({ workerId: id })
   const evaluator = new Evaluator(options.pool, new BundleCache(), { ruleTimeoutMs: options.ruleTimeoutMs ?? 1000 })
-  const stats = { succeeded: 0, failed: 0, 'retry-scheduled': 0, duplicate: 0, evaluations: 0 }
+  // eager: invocations this worker ran by eager dispatch (also counted by outcome).
+  const stats = { succeeded: 0, failed: 0, 'retry-scheduled': 0, duplicate: 0, evaluations: 0, eager: 0 }
   // By queue and name: two services may both have a function of one name.
   const byName = new Map<string, FunctionDefinition>()
   const keyOf = (pool: string, name: string): string => `${pool}\u0000${name}`
@@ -78,6 +79,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
           const invocation = parseInvocationJob(current.payload)
           const { outcome, next } = await runInvocation(deps, functionFor(invocation.pool, invocation.function), invocation, current.jobId, eagerOption())
           stats[outcome]++
+          stats.eager++
           // Complete it (the fused step usually already has: then this deletes nothing).
           await options.pool.query('delete from graphile_worker._private_jobs where id = $1 and locked_by = $2', [current.jobId, id])
           job = next
