@@ -83,6 +83,34 @@ describe('one service starts another service\'s workflow and reacts to its compl
     await expect(wrongKey.startPublishTitle({ title: 't', source: 's' })).rejects.toBeInstanceOf(PraxisApiError)
   })
 
+  it('serves the manifest the deploy uploaded, and refuses a deploy whose manifest does not match its bundle', async () => {
+    const generated = JSON.parse(await readFile('examples/video-encoding/generated/manifest.json', 'utf8'))
+    const served = await p.request('GET', '/v1/services/video-encoding/manifest')
+    expect(served.status).toBe(200)
+    expect(served.body).toEqual({ ...generated, version: 1 })
+    expect(Object.keys(served.body.functions[0].input.properties)).toEqual(Object.keys(generated.functions[0].input.properties))
+
+    const missing = await p.request('GET', '/v1/services/no-such-service/manifest')
+    expect(missing.status).toBe(404)
+    expect(missing.body.error.code).toBe('PRX_SERVICE_NOT_FOUND')
+
+    const { code } = await buildBundle('examples/video-encoding')
+    const staleRule = structuredClone(generated)
+    staleRule.workflows[0].rules[0].fingerprint = 'ffffffffffffffffffffffff'
+    const staleFacts = structuredClone(generated)
+    staleFacts.workflows[0].facts.properties.source = { type: 'number' }
+    for (const [manifest, why] of [[staleRule, /the rules of encodeVideo differ/], [staleFacts, /the facts schema of encodeVideo differs/]] as const) {
+      const refused = await p.request('POST', '/v1/services/video-encoding/deployments', { code: `${code}\n// v2`, manifest })
+      expect(refused.status).toBe(400)
+      expect(refused.body.error.code).toBe('PRX_BUNDLE_INVALID')
+      expect(refused.body.error.message).toMatch(why)
+      expect(refused.body.error.message).toMatch(/run `praxis codegen/)
+    }
+    const deployments = await p.request('GET', '/v1/services/video-encoding/deployments')
+    expect(deployments.body.deployments.map((d: { version: number; active: boolean }) => [d.version, d.active])).toEqual([[1, true]])
+    expect((await p.request('GET', '/v1/services/video-encoding/manifest')).body).toEqual({ ...generated, version: 1 })
+  })
+
   it('regenerates the layer from the server (--from) byte for byte as from the manifest file', async () => {
     const served = await fetchManifest(url, 'video-encoding', p.apiKey)
     const work = await mkdtemp(path.join(tmpdir(), 'praxis-layer-'))
