@@ -33,6 +33,7 @@ async function answer(request: SandboxRequest): Promise<SandboxReply> {
       bundles.set(request.key, bundle)
       if (bundles.size > CAPACITY) bundles.delete(bundles.keys().next().value!)
     }
+    if (!request.input) return { id: request.id, loaded: true }
     const workflow = bundle.workflows.get(request.workflow)
     if (!workflow) return { id: request.id, error: `workflow ${request.workflow} is not in bundle ${request.key}` }
     return { id: request.id, result: await chain(bundle, workflow, request.input) }

@@ -11,8 +11,9 @@ import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from '
 import type { LoadedBundle } from './bundle.js'
 import type { ChainInput, ChainResult } from './chain.js'
 
-export interface SandboxRequest { id: number; key: string; service: string; workflow: string; input: ChainInput; code?: string }
-export type SandboxReply = { id: number; result: ChainResult } | { id: number; missing: true } | { id: number; error: string }
+/** Run `chain`, or (with `code` and no `input`) only load the bundle. */
+export interface SandboxRequest { id: number; key: string; service: string; workflow: string; input?: ChainInput; code?: string }
+export type SandboxReply = { id: number; result: ChainResult } | { id: number; missing: true } | { id: number; loaded: true } | { id: number; error: string }
 
 /** Thrown when an evaluation ran past the limit; the instance it evaluated is at fault. */
 export class RuleTimeoutError extends Error {
@@ -36,9 +37,15 @@ export class RuleSandbox {
   async chain(key: string, bundle: LoadedBundle, workflow: string, input: ChainInput): Promise<ChainResult> {
     const base = { key, service: bundle.service, workflow, input }
     let reply = this.#call({ id: this.#nextId++, ...base }, this.timeoutMs)
-    if ('missing' in reply) reply = this.#call({ id: this.#nextId++, ...base, code: bundle.code }, this.timeoutMs + LOAD_MS)
+    if ('missing' in reply) {
+      // Load first, under the loading limit, then run under the rule-code limit: a bundle's
+      // first evaluation gets no more time for rule code than any other.
+      const loaded = this.#call({ id: this.#nextId++, key, service: bundle.service, workflow, code: bundle.code }, LOAD_MS)
+      if ('error' in loaded) throw new Error(`rule sandbox: ${loaded.error}`)
+      reply = this.#call({ id: this.#nextId++, ...base }, this.timeoutMs)
+    }
     if ('error' in reply) throw new Error(`rule sandbox: ${reply.error}`)
-    if ('missing' in reply) throw new Error('rule sandbox: bundle did not load')
+    if (!('result' in reply)) throw new Error('rule sandbox: bundle did not load')
     return reply.result
   }
 
