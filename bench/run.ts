@@ -7,6 +7,7 @@
  *  3. match cost: re-evaluating a 1,000-rule workflow after one fact path changes vs a
  *     json-rules-engine run of the same 1,000 rules over the same facts.
  *
+ * `-- --only steps,match,codegen` runs some of them.
  * `-- --json` prints one JSON object a line: { bench, metric, value, unit, baseline, ratio }, with
  * ratio = value / baseline (latency under 1 and throughput over 1 favour Praxis).
  * Sizes: BENCH_K (steps, 100), BENCH_W (instances, 16), BENCH_ROUNDS (interleaved rounds, 5),
@@ -25,6 +26,11 @@ import { benchCodegen } from './codegen.js'
 import { stepTimes } from './fixtures/steps/functions.js'
 
 const json = process.argv.includes('--json')
+const BENCHES = ['steps', 'match', 'codegen']
+// `-- --only steps,codegen` runs some of them.
+const onlyArg = process.argv.find((a, i) => process.argv[i - 1] === '--only') ?? BENCHES.join(',')
+const only = new Set(onlyArg.split(','))
+for (const name of only) if (!BENCHES.includes(name)) throw new Error(`--only ${name}: no such benchmark; choose from ${BENCHES.join(', ')}`)
 const K = Number(process.env.BENCH_K ?? 100)
 const W = Number(process.env.BENCH_W ?? 16)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
@@ -53,10 +59,10 @@ async function main(): Promise<void> {
     await ensureDatabase(server.adminUrl, 'bench')
     const pool = createPool(server.urlFor('bench'), 40)
     await migrate(pool)
-    await benchSteps(pool)
+    if (only.has('steps')) await benchSteps(pool)
     await pool.end()
-    await benchMatch()
-    await benchCodegen(record, progress)
+    if (only.has('match')) await benchMatch()
+    if (only.has('codegen')) await benchCodegen(record, progress)
   } finally {
     await server.stop()
     await rm(dataDir, { recursive: true, force: true })

@@ -73,6 +73,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const runEager = (first: EagerJob): void => {
     const chain = (async () => {
       let job: EagerJob | null = first
+      const completions = new Set<Promise<unknown>>()
       while (job) {
         const current: EagerJob = job
         try {
@@ -80,8 +81,12 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
           const { outcome, next } = await runInvocation(deps, functionFor(invocation.pool, invocation.function), invocation, current.jobId, eagerOption())
           stats[outcome]++
           stats.eager++
-          // Complete it (the fused step usually already has: then this deletes nothing).
-          await options.pool.query('delete from graphile_worker._private_jobs where id = $1 and locked_by = $2', [current.jobId, id])
+          // Complete it (the fused step usually already has: then this deletes nothing), off the
+          // critical path: the next step need not wait for it.
+          const completion: Promise<unknown> = options.pool.query('delete from graphile_worker._private_jobs where id = $1 and locked_by = $2', [current.jobId, id])
+            .catch((error: Error) => log.warn({ jobId: current.jobId, error: error.message }, 'completing an eagerly dispatched job failed: it stays locked until this worker stops; its invocation is recorded, so running it again does nothing'))
+            .finally(() => completions.delete(completion))
+          completions.add(completion)
           job = next
         } catch (error) {
           // Hand it back to the queue, which retries it like any job.
@@ -90,6 +95,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
           job = null
         }
       }
+      await Promise.all([...completions])
     })()
     eagerChains.add(chain)
     void chain.finally(() => eagerChains.delete(chain))
