@@ -8,6 +8,8 @@
 import path from 'node:path'
 import { Node, Project, SyntaxKind, ts, VariableDeclarationKind, type CallExpression, type Expression } from 'ts-morph'
 import { z } from 'zod'
+import { formatIssues } from '../sdk/context.js'
+import { ManifestFunction } from '../sdk/manifest.js'
 import { CodegenError } from './errors.js'
 
 /** A function as codegen read it. Schemas are JSON Schemas (zod's, `io: 'input'`). */
@@ -58,6 +60,20 @@ const INEXPRESSIBLE = new Set([
 const ZOD_NAMESPACE = Symbol('zod namespace')
 const ISO_NAMESPACE = Symbol('zod iso namespace')
 
+/**
+ * A whitelisted zod method bound to a schema: only the interpreter makes these (a private class,
+ * so source code cannot forge one), and it checks both again before calling.
+ */
+class SchemaMethod {
+  constructor(readonly name: string, readonly of: z.ZodType) {}
+  call(args: unknown[]): unknown {
+    if (!SCHEMA_METHODS.has(this.name) || !(this.of instanceof z.ZodType)) throw new Error(`not a zod method: ${this.name}`)
+    return (this.of as unknown as Record<string, (...a: unknown[]) => unknown>)[this.name]!.apply(this.of, args)
+  }
+}
+/** The zod builders the interpreter handed out: the only functions it ever calls. */
+const BUILDERS = new WeakSet<object>()
+
 /** Reads every function and workflow definition under `dir` (not `generated/`, tests or node_modules). */
 export function readService(dir: string): ServiceSource {
   // Symbols only, no types: no lib files, and only the service's own files and the SDK are
@@ -72,7 +88,7 @@ export function readService(dir: string): ServiceSource {
   })
   const files = project.addSourceFilesAtPaths([
     path.join(dir, '**/*.ts'), `!${path.join(dir, 'generated/**')}`, `!${path.join(dir, '**/node_modules/**')}`, `!${path.join(dir, '**/*.test.ts')}`, `!${path.join(dir, '**/*.d.ts')}`,
-  ]).sort((a, b) => a.getFilePath().localeCompare(b.getFilePath()))
+  ]).sort((a, b) => byCodePoint(a.getFilePath(), b.getFilePath()))
   const reader = new StaticReader(dir)
   const functions: Located<StaticFunction>[] = []
   const workflows: Located<StaticWorkflow>[] = []
@@ -89,8 +105,8 @@ export function readService(dir: string): ServiceSource {
   duplicates(functions, 'function', 'functions are called by name, so names must be unique in a service')
   duplicates(workflows, 'workflow', 'workflows are started by name, so names must be unique in a service')
   return {
-    functions: functions.sort((a, b) => a.name.localeCompare(b.name)),
-    workflows: workflows.sort((a, b) => a.name.localeCompare(b.name)),
+    functions: functions.sort((a, b) => byCodePoint(a.name, b.name)),
+    workflows: workflows.sort((a, b) => byCodePoint(a.name, b.name)),
     sdkImport,
   }
 
@@ -127,6 +143,11 @@ export function readService(dir: string): ServiceSource {
     const relative = path.relative(dir, absolute).split(path.sep).join('/')
     return relative.startsWith('.') ? relative : `./${relative}`
   }
+}
+
+/** Locale-free order: generated files must not depend on the machine's locale. */
+export function byCodePoint(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0
 }
 
 function duplicates(defs: { name: string; location: string }[], what: string, why: string): void {
@@ -168,6 +189,12 @@ class StaticReader {
       backoff: (retryIn.backoff as 'exponential' | 'fixed' | undefined) ?? 'exponential',
       initialDelayMs: (retryIn.initialDelayMs as number | undefined) ?? 200,
       maxDelayMs: (retryIn.maxDelayMs as number | undefined) ?? 30_000,
+    }
+    // What the SDK would refuse when the module loads, refused here with the place.
+    const options = ManifestFunction.pick({ name: true, pool: true, timeoutMs: true, retry: true }).safeParse({ name, pool, timeoutMs, retry })
+    if (!options.success || retry.attempts > 100 || retry.maxDelayMs < retry.initialDelayMs) {
+      const why = options.success ? 'retry needs attempts from 1 to 100 and initialDelayMs <= maxDelayMs' : formatIssues(options.error.issues)
+      throw new CodegenError('PRX_CODEGEN_INVALID', `function ${name} is not a valid definition: ${why}`, at)
     }
     const schema = (key: 'input' | 'output'): JsonSchema => {
       const node = props.get(key)
@@ -281,7 +308,8 @@ class StaticReader {
       return node.getElements().map((e) => (Node.isSpreadElement(e) ? notStatic('a spread') : this.value(e)))
     }
     if (Node.isObjectLiteralExpression(node)) {
-      const out: Record<string, unknown> = {}
+      // No prototype: a "__proto__" key is a plain key, nothing is inherited.
+      const out = Object.create(null) as Record<string, unknown>
       for (const prop of node.getProperties()) {
         if (Node.isPropertyAssignment(prop)) {
           const nameNode = prop.getNameNode()
@@ -311,7 +339,7 @@ class StaticReader {
       if (target === ISO_NAMESPACE) return this.#zodMember(node, name, ISO_BUILDERS, z.iso as unknown as Record<string, unknown>)
       if (target instanceof z.ZodType) {
         if (SCHEMA_PROPERTIES.has(name)) return (target as unknown as Record<string, unknown>)[name]
-        if (SCHEMA_METHODS.has(name)) return { schemaMethod: name, of: target }
+        if (SCHEMA_METHODS.has(name)) return new SchemaMethod(name, target)
         return this.#inexpressible(node, name)
       }
       if (typeof target === 'object' && target !== null && !Array.isArray(target) && Object.hasOwn(target, name)) return (target as Record<string, unknown>)[name]
@@ -320,7 +348,8 @@ class StaticReader {
     if (Node.isElementAccessExpression(node)) {
       const target = this.value(node.getExpression())
       const key = this.value(node.getArgumentExpressionOrThrow())
-      if (typeof target === 'object' && target !== null && (typeof key === 'string' || typeof key === 'number') && Object.hasOwn(target, key)) return (target as Record<string, unknown>)[key]
+      const plain = typeof target === 'object' && target !== null && !(target instanceof z.ZodType) && !(target instanceof SchemaMethod)
+      if (plain && (typeof key === 'string' || typeof key === 'number') && Object.hasOwn(target, key)) return (target as Record<string, unknown>)[key]
       return notStatic('this element access')
     }
     if (Node.isCallExpression(node)) {
@@ -334,11 +363,8 @@ class StaticReader {
       }
       const args = node.getArguments().map((a) => this.value(a))
       try {
-        if (typeof callee === 'function') return (callee as (...a: unknown[]) => unknown)(...args)
-        if (typeof callee === 'object' && callee !== null && 'schemaMethod' in callee) {
-          const { schemaMethod, of } = callee as { schemaMethod: string; of: Record<string, (...a: unknown[]) => unknown> }
-          return of[schemaMethod]!.call(of, ...args)
-        }
+        if (typeof callee === 'function' && BUILDERS.has(callee)) return (callee as (...a: unknown[]) => unknown)(...args)
+        if (callee instanceof SchemaMethod) return callee.call(args)
       } catch (error) {
         throw new CodegenError('PRX_CODEGEN_NOT_STATIC', `zod rejected ${snippet(node)}: ${(error as Error).message}`, this.whereAbsolute(node))
       }
@@ -349,7 +375,11 @@ class StaticReader {
 
   #zodMember(node: Node, name: string, allowed: Set<string>, namespace: Record<string, unknown>): unknown {
     if (name === 'iso' && allowed === ZOD_BUILDERS) return ISO_NAMESPACE
-    if (allowed.has(name) && typeof namespace[name] === 'function') return (namespace[name] as (...a: unknown[]) => unknown).bind(namespace)
+    if (allowed.has(name) && typeof namespace[name] === 'function') {
+      const builder = (namespace[name] as (...a: unknown[]) => unknown).bind(namespace)
+      BUILDERS.add(builder)
+      return builder
+    }
     return this.#inexpressible(node, name)
   }
 

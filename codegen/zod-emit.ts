@@ -156,5 +156,7 @@ export function lit(value: unknown): string {
 
 /** An object key as TypeScript source: bare when it is an identifier. */
 export function propertyKey(key: string): string {
+  // A literal "__proto__" key would set the prototype: computed, it is a plain property.
+  if (key === '__proto__') return `['__proto__']`
   return /^[A-Za-z_$][\w$]*$/.test(key) ? key : lit(key)
 }

@@ -8,16 +8,18 @@ import { z } from 'zod'
 export const MANIFEST_FORMAT = 'praxis.manifest/1'
 
 const JsonSchema = z.record(z.string(), z.unknown())
+/** `file:line`: text that ends up in generated comments, so nothing else. */
+const Source = z.string().regex(/^[\w./-]{1,300}:\d{1,7}$/, 'must be file:line')
 
 export const ManifestFunction = z.object({
   name: z.string().regex(/^[A-Za-z][\w.-]{0,99}$/),
-  pool: z.string().min(1),
+  pool: z.string().regex(/^[A-Za-z][\w.-]{0,99}$/, 'must be a pool name'),
   timeoutMs: z.number().int().positive(),
   retry: z.object({ attempts: z.number().int().min(1), backoff: z.enum(['exponential', 'fixed']), initialDelayMs: z.number().min(0), maxDelayMs: z.number().min(0) }),
   input: JsonSchema,
   output: JsonSchema,
   /** `file:line` in the service, relative to its folder. */
-  source: z.string().optional(),
+  source: Source.optional(),
 })
 
 export const ManifestRule = z.object({
@@ -36,10 +38,10 @@ export const ManifestWorkflow = z.object({
   facts: JsonSchema,
   /** null when the workflow declares no result schema. */
   result: JsonSchema.nullable(),
-  signals: z.record(z.string(), JsonSchema),
+  signals: z.record(z.string().regex(/^[A-Za-z][\w.-]{0,99}$/, 'must be a signal name'), JsonSchema),
   maxFirings: z.number().int().positive(),
   rules: z.array(ManifestRule),
-  source: z.string().optional(),
+  source: Source.optional(),
 })
 
 export const ServiceManifest = z.object({

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { BundleCache, Evaluator, type InvocationResult } from '../platform/engine/index.js'
-import type { InvocationRow } from '../platform/store/index.js'
+import { readInstance, writeEvaluation, type InvocationRow } from '../platform/store/index.js'
 import { startTestPlatform, type TestPlatform } from './support/platform.js'
 
 const TENANT = 'acme'
@@ -203,5 +203,23 @@ describe('the invoke job', () => {
     const snapshot = Promise.resolve({ ...job.payload.snapshot, tenant_id: TENANT, id, pending: [] })
     expect(await e.recordResult(invocation, RESULT, snapshot)).toMatchObject({ status: 'completed', revision: view.body.revision + 2 })
     await expectReactedOnce(id, invocation.id)
+  })
+})
+
+describe('the evaluation write never strands an invocation', () => {
+  it('rolls back, with 40001, a write whose invocation has no graphile-worker task to queue on', async () => {
+    const { id } = await startCounter()
+    const before = (await readInstance(p.db.pool, TENANT, id))!
+    const invocations = await count('select 1 from praxis.invocations where tenant_id = $1 and instance_id = $2', [TENANT, id])
+    const write = writeEvaluation(p.db.pool, {
+      tenantId: TENANT, instanceId: id, bundleId: before.bundle_id, status: 'running', facts: { ...before.facts, stage: 'elsewhere' }, ruleState: before.rule_state,
+      result: null, error: null, timeline: [], consumedEventIds: [], ended: false,
+      calls: [{ rule: 'bump', function: 'bump', pool: 'never-served-pool', input: { by: 1 }, key: null, priority: 0, retry: { attempts: 1 }, timeoutMs: 1000 }],
+    })
+    await expect(write).rejects.toMatchObject({ code: '40001', message: expect.stringMatching(/an invocation has no job/) })
+    const after = (await readInstance(p.db.pool, TENANT, id))!
+    expect(after.revision).toBe(before.revision)
+    expect(after.facts).toEqual(before.facts)
+    expect(await count('select 1 from praxis.invocations where tenant_id = $1 and instance_id = $2', [TENANT, id])).toBe(invocations)
   })
 })

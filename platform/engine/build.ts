@@ -1,5 +1,5 @@
 /** Building a bundle: the rules side of a service, bundled by esbuild into one script. */
-import { existsSync } from 'node:fs'
+import { existsSync, realpathSync } from 'node:fs'
 import { builtinModules } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -42,8 +42,10 @@ export async function buildBundle(serviceDir: string, options: { files?: Readonl
     const lines = (error.errors ?? []).map((e) => `  ${e.location ? `${e.location.file}:${e.location.line}: ` : ''}${e.text}`)
     throw new PraxisError('PRX_BUNDLE_BUILD_FAILED', `cannot bundle ${entry}:\n${lines.join('\n')}\nthe rules side runs in a sandbox without Node APIs: keep I/O in function handlers`, { cause: error })
   })
-  const implementations = ['functions.ts', 'functions.js'].map((f) => path.resolve(serviceDir, f))
-  const bundled = Object.keys(result.metafile.inputs).map((input) => path.resolve(input.replace(/^[\w-]+:/, '')))
+  // Real paths on both sides: esbuild reports them, and the service folder may be a symlink.
+  const real = (file: string): string => (existsSync(file) ? realpathSync(file) : file)
+  const implementations = ['functions.ts', 'functions.js'].map((f) => real(path.resolve(serviceDir, f)))
+  const bundled = Object.keys(result.metafile.inputs).map((input) => real(path.resolve(input.replace(/^[\w-]+:/, ''))))
   const leaked = bundled.find((input) => implementations.includes(input))
   if (leaked) {
     throw new PraxisError('PRX_BUNDLE_BUILD_FAILED', `the rules side of ${path.relative(process.cwd(), serviceDir) || '.'} imports ${path.relative(process.cwd(), leaked)}, the function implementations: rules must import the generated stubs instead (\`import { ... } from './generated/functions.js'\`; run \`praxis codegen ${path.relative(process.cwd(), serviceDir) || '.'}\` to write them), so the rule server never receives function code`)

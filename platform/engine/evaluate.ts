@@ -11,7 +11,7 @@ import type pg from 'pg'
 import type { Json } from '../../sdk/index.js'
 import { PraxisError } from '../errors.js'
 import {
-  appendEvent, finishAndLock, finishInvocation, getInvocations, insertInstance, lockInstance, readInstance, writeEvaluation,
+  appendEvent, ensureTasks, finishAndLock, finishInvocation, getInvocations, insertInstance, lockInstance, readInstance, writeEvaluation,
   type EagerJob, type InvocationJob, type InvocationRow, type LockedInstance, type ParentLink, type PendingEvent, type WriteGuard,
 } from '../store/index.js'
 import type { LoadedBundle } from './bundle.js'
@@ -39,6 +39,8 @@ export type InvocationResult =
 
 export class Evaluator {
   readonly #sandbox: RuleSandbox
+  /** Invoke queues whose graphile-worker task rows exist (ensureTasks). */
+  readonly #knownTasks = new Set<string>()
 
   constructor(private readonly pool: pg.Pool, private readonly bundles: BundleCache, options: { ruleTimeoutMs?: number } = {}) {
     this.#sandbox = new RuleSandbox(options.ruleTimeoutMs ?? 1000)
@@ -241,6 +243,7 @@ export class Evaluator {
     }
     const outcome = result?.outcome ?? (running && failure ? { status: 'failed' as const, error: failure } : null)
     const status = outcome?.status ?? instance.status
+    if (!outcome && result?.calls.length) await ensureTasks(this.pool, result.calls.map((c) => c.pool), this.#knownTasks)
     const write = await writeEvaluation(client, {
       tenantId: instance.tenant_id,
       instanceId: instance.id,

@@ -17,10 +17,11 @@ type Failure = Extract<InvocationResult, { status: 'failed' }>['failure']
 export type InvokeOutcome = 'succeeded' | 'failed' | 'retry-scheduled' | 'duplicate'
 
 /**
- * `jobId` is the graphile-worker job running it (the fused step completes it). With `eager`, the
- * step may lock the next invocation to this worker: `next` is that job, to run at once.
+ * `jobId` is the graphile-worker job running it (the fused step completes it). `eager` is asked,
+ * when the result is written, whether the step may lock the next invocation to this worker:
+ * `next` is then that job, to run at once.
  */
-export async function runInvocation(deps: { pool: pg.Pool; evaluator: Evaluator; log: Logger }, fn: FunctionDefinition, invocation: InvocationJob, jobId?: string, eager?: WriteGuard['eager']): Promise<{ outcome: InvokeOutcome; next: EagerJob | null }> {
+export async function runInvocation(deps: { pool: pg.Pool; evaluator: Evaluator; log: Logger }, fn: FunctionDefinition, invocation: InvocationJob, jobId?: string, eager?: () => WriteGuard['eager']): Promise<{ outcome: InvokeOutcome; next: EagerJob | null }> {
   const attempt = invocation.attempts + 1
   // The instance as the job left it, or read while the function runs: the fused step then
   // usually needs one write.
@@ -29,7 +30,7 @@ export async function runInvocation(deps: { pool: pg.Pool; evaluator: Evaluator;
     : deps.evaluator.snapshot(invocation)
   const outcome = await execute(fn, invocation, attempt)
   if (outcome.status === 'succeeded') {
-    const recorded = await deps.evaluator.recordResult(invocation, { status: 'succeeded', output: outcome.output, attempts: attempt }, snapshot, jobId, eager)
+    const recorded = await deps.evaluator.recordResult(invocation, { status: 'succeeded', output: outcome.output, attempts: attempt }, snapshot, jobId, eager?.())
     return { outcome: recorded === null ? 'duplicate' : 'succeeded', next: (typeof recorded === 'object' && recorded?.eager) || null }
   }
   const failure = outcome.failure
@@ -41,7 +42,7 @@ export async function runInvocation(deps: { pool: pg.Pool; evaluator: Evaluator;
     return { outcome: scheduled ? 'retry-scheduled' : 'duplicate', next: null }
   }
   deps.log.warn({ invocationId: invocation.id, function: fn.name, attempt, kind: failure.kind, error: failure.message }, 'invocation failed for good')
-  const recorded = await deps.evaluator.recordResult(invocation, { status: 'failed', failure, attempts: attempt }, snapshot, jobId, eager)
+  const recorded = await deps.evaluator.recordResult(invocation, { status: 'failed', failure, attempts: attempt }, snapshot, jobId, eager?.())
   return { outcome: recorded === null ? 'duplicate' : 'failed', next: (typeof recorded === 'object' && recorded?.eager) || null }
 }
 
@@ -78,7 +79,7 @@ async function execute(fn: FunctionDefinition, invocation: InvocationJob, attemp
  * starts it once; the invocation stays pending until the child ends (see the write's parent_fin).
  * A child that cannot start (not deployed, invalid input) fails the invocation at once, fatally.
  */
-export async function startChild(deps: { pool: pg.Pool; evaluator: Evaluator; log: Logger }, invocation: InvocationJob, jobId?: string): Promise<'succeeded' | 'failed' | 'duplicate'> {
+export async function startChild(deps: { pool: pg.Pool; evaluator: Evaluator; log: Logger }, invocation: InvocationJob, jobId?: string, lastAttempt = false): Promise<'succeeded' | 'failed' | 'duplicate'> {
   const fail = async (message: string): Promise<'failed' | 'duplicate'> => {
     deps.log.warn({ invocationId: invocation.id, workflow: invocation.function, error: message }, 'child workflow could not start')
     const snapshot = deps.evaluator.snapshot(invocation)
@@ -93,6 +94,8 @@ export async function startChild(deps: { pool: pg.Pool; evaluator: Evaluator; lo
     return 'succeeded'
   } catch (error) {
     if (error instanceof PraxisError && (error.code === 'PRX_INPUT_INVALID' || error.code === 'PRX_BUNDLE_INVALID')) return fail(error.message)
+    // Anything else may pass (the job is retried), but never leaves the parent waiting for ever.
+    if (lastAttempt) return fail(`the child could not start: ${(error as Error).message}`)
     throw error
   }
 }

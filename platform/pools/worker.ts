@@ -59,12 +59,13 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
 
   // Eager dispatch: a step may lock the next invocation to this worker in its own commit; the
   // worker then runs it at once instead of waiting for the queue to hand it over. At most
-  // `concurrency` eager chains run besides graphile-worker's own jobs; none start while stopping.
+  // `concurrency` eager chains run besides graphile-worker's own jobs (a task reserves a slot when
+  // its result is written; a chain keeps its own); none start or continue once stopping.
   const eagerEnabled = (options.eager ?? true) && options.concurrency > 0
   const eagerChains = new Set<Promise<void>>()
+  let eagerSlots = 0
   let stopping = false
-  const eagerOption = (): { owner: string; pools: string[] } | undefined =>
-    eagerEnabled && !stopping && eagerChains.size < options.concurrency ? { owner: id, pools } : undefined
+  const eager = { owner: id, pools }
   const functionFor = (pool: string, name: string): FunctionDefinition => {
     const fn = byName.get(keyOf(pool, name))
     if (!fn) throw new Error(`PRX_FUNCTION_UNKNOWN: this worker serves pool ${pool} but has no function ${name}; deploy a worker with the service's current functions.ts`)
@@ -78,7 +79,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         const current: EagerJob = job
         try {
           const invocation = parseInvocationJob(current.payload)
-          const { outcome, next } = await runInvocation(deps, functionFor(invocation.pool, invocation.function), invocation, current.jobId, eagerOption())
+          const { outcome, next } = await runInvocation(deps, functionFor(invocation.pool, invocation.function), invocation, current.jobId, () => (stopping ? undefined : eager))
           stats[outcome]++
           stats.eager++
           // Complete it (the fused step usually already has: then this deletes nothing), off the
@@ -98,22 +99,40 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       await Promise.all([...completions])
     })()
     eagerChains.add(chain)
-    void chain.finally(() => eagerChains.delete(chain))
+    void chain.finally(() => {
+      eagerChains.delete(chain)
+      eagerSlots--
+    })
   }
 
   const taskList: Record<string, Task> = {}
   for (const pool of pools) {
     taskList[invokeTask(pool)] = async (payload, helpers) => {
       const invocation = parseInvocationJob(payload)
-      const { outcome, next } = await runInvocation(deps, functionFor(pool, invocation.function), invocation, helpers.job.id, eagerOption())
-      stats[outcome]++
-      if (next) runEager(next)
+      let reserved = false
+      const reserve = (): typeof eager | undefined => {
+        if (!eagerEnabled || stopping || eagerSlots >= options.concurrency) return undefined
+        eagerSlots++
+        reserved = true
+        return eager
+      }
+      let handedOver = false
+      try {
+        const { outcome, next } = await runInvocation(deps, functionFor(pool, invocation.function), invocation, helpers.job.id, reserve)
+        stats[outcome]++
+        if (next) {
+          runEager(next)
+          handedOver = true
+        }
+      } finally {
+        if (reserved && !handedOver) eagerSlots--
+      }
     }
   }
   if (options.evaluate ?? true) {
     taskList[invokeTask(CHILD_POOL)] = async (payload, helpers) => {
       const invocation = parseInvocationJob(payload)
-      stats[await startChild(deps, invocation, helpers.job.id)]++
+      stats[await startChild(deps, invocation, helpers.job.id, helpers.job.attempts >= helpers.job.max_attempts)]++
     }
     taskList[EVALUATE_TASK] = async (payload) => {
       const { t, i } = parsePayload(payload)
@@ -153,10 +172,14 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     stats,
     async stop() {
       stopping = true
-      clearInterval(heartbeat)
+      // The heartbeat goes on until the last function returns: a lease that ran out meanwhile
+      // would let another worker run the same invocation at the same time.
       await runner.stop()
       while (eagerChains.size > 0) await Promise.all([...eagerChains])
+      clearInterval(heartbeat)
       await evaluator.close()
+      // Anything still locked by this worker's own id goes back to the queue now, not in 4 hours.
+      await options.pool.query('select graphile_worker.force_unlock_workers($1::text[])', [[id]]).catch(() => undefined)
       await options.pool.query('delete from praxis.workers where id = $1', [id]).catch(() => undefined)
     },
   }

@@ -112,7 +112,7 @@ export interface EvaluationWrite {
 }
 
 // One round trip: the instance row, its timeline, new invocations (deduplicated by call key),
-// their jobs through graphile-worker's add_jobs (one NOTIFY for the whole fan-out), consumed events.
+// their jobs (one NOTIFY for the whole fan-out), consumed events, and a child's result to its parent.
 // With `expected` (the optimistic fused step, no lock held) it also finishes the invocation, and
 // applies only if the instance is still at the revision the evaluation read and the invocation was
 // still pending; an instance that moved meanwhile raises 40001 so the finish rolls back too.
@@ -140,12 +140,11 @@ ev as (
 -- Invoke jobs go straight into graphile-worker 0.17's job table (no key, no queue, no flags), the
 -- rows its add_jobs would write, without add_jobs' five statements; one 'jobs:insert' NOTIFY wakes
 -- the workers as add_jobs would. The version is pinned and every test runs through this path.
-new_tasks as (
-  insert into graphile_worker._private_tasks (identifier) select distinct 'praxis.invoke.' || inv.pool from inv
-  on conflict do nothing returning id, identifier),
+-- Task rows are created beforehand (ensureTasks, committed): a task row committed by another
+-- transaction after this statement's snapshot would be invisible here, so a missing one raises
+-- (praxis.jobs_missing, 40001) rather than leave an invocation without its job.
 tasks as (
-  select id, identifier from graphile_worker._private_tasks where identifier in (select 'praxis.invoke.' || pool from inv)
-  union all select id, identifier from new_tasks),
+  select id, identifier from graphile_worker._private_tasks where identifier in (select 'praxis.invoke.' || pool from inv)),
 -- Eager dispatch: with an owner ($20), the first new invocation on a pool the writing worker serves
 -- ($21) is inserted already locked by it, and the worker runs it at once, with no NOTIFY, fetch or
 -- commit between the two steps. A worker that dies holding it is swept like any other lock.
@@ -190,7 +189,8 @@ select (select revision from inst) as revision, (select count(*) from inv)::int 
   (select count(*) from notify) as notified, (select count(*) from ev)::int as consumed, (select count(*) from fin)::int as finished,
   (select count(*) from done)::int as completed,
   (select json_build_object('jobId', id::text, 'payload', payload) from jobs where locked_by is not null limit 1) as eager, (select count(*) from parent_job)::int as parents,
-  case when exists (select 1 from fin) and not exists (select 1 from inst) then praxis.instance_moved() end as moved`
+  case when exists (select 1 from fin) and not exists (select 1 from inst) then praxis.instance_moved() end as moved,
+  case when (select count(*) from jobs) <> (select count(*) from inv) then praxis.jobs_missing() end as stranded`
 
 /** The optimistic fused step's guard: the revision read, and the invocation result to record with the write. */
 export interface WriteGuard {
@@ -236,6 +236,17 @@ select i.tenant_id, i.id, i.service, i.workflow, i.bundle_id::text, s.active_bun
             from praxis.events e where e.tenant_id = i.tenant_id and e.instance_id = i.id and e.consumed_at is null), '[]') as pending
 from praxis.instances i join praxis.services s on s.tenant_id = i.tenant_id and s.name = i.service
 where i.tenant_id = $1 and i.id = $2`
+
+/**
+ * Creates graphile-worker task rows for the invoke queues of `pools` (committed, on its own
+ * connection), so an evaluation write can find them. Each queue once per `known` set.
+ */
+export async function ensureTasks(pool: pg.Pool, pools: readonly string[], known: Set<string>): Promise<void> {
+  const missing = [...new Set(pools)].filter((p) => !known.has(p))
+  if (missing.length === 0) return
+  await pool.query("insert into graphile_worker._private_tasks (identifier) select 'praxis.invoke.' || unnest($1::text[]) on conflict do nothing", [missing])
+  for (const p of missing) known.add(p)
+}
 
 /** Reads an instance as an evaluation needs it, without a lock (the optimistic fused step). */
 export async function readInstance(client: Queryable, tenantId: string, instanceId: string): Promise<LockedInstance | null> {
