@@ -372,6 +372,14 @@ export const f = defineFunction({ name: 'f', input: z.object({}), output: z.obje
     expect(lines).toEqual([`stale: ${path.join(relative, 'generated/functions.ts')}`, `stale: ${path.join(relative, 'generated/manifest.json')}`])
     expect(failure!.stderr).toContain('2 generated files are stale')
     expect(await generated(dir)).toEqual(before)
+
+    // praxis deploy refuses to ship rules built on stale stubs, before it talks to any server.
+    const deploy = await run(process.execPath, ['bin/praxis.js', 'deploy', relative, '--server', 'http://127.0.0.1:9', '--api-key', 'k'], { cwd: ROOT }).then(
+      () => null,
+      (error: { code?: number; stderr?: string }) => error,
+    )
+    expect(deploy?.code).toBe(1)
+    expect(deploy?.stderr).toMatch(/generated code of cli is stale \(.*generated\/functions\.ts.*\): run `praxis codegen/)
   })
 
   it('generates stubs whose schemas accept and reject what the original schemas do', async () => {

@@ -73,6 +73,10 @@ async function main(argv: string[]): Promise<number> {
       const dir = positionals[0]
       if (!dir) throw new Error('praxis deploy needs a service folder, e.g. praxis deploy examples/video-encoding')
       const service = await loadService(dir)
+      // Never deploy rules built on stale stubs, nor a manifest other services would layer on stale.
+      const checked = await codegen({ dir, check: true })
+      const stale = checked.files.filter((f) => f.state === 'stale').map((f) => path.join(dir, f.path))
+      if (stale.length > 0) throw new CodegenError('PRX_CODEGEN_STALE', `generated code of ${service.name} is stale (${stale.join(', ')}): run \`praxis codegen ${dir}\`, then deploy`)
       const { code } = await buildBundle(dir)
       const manifest = await readGeneratedManifest(dir)
       const deployed = await (await api()).request('POST', `/v1/services/${service.name}/deployments`, { code, ...(manifest ? { manifest } : {}) })
