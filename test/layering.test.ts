@@ -54,6 +54,16 @@ describe('one service starts another service\'s workflow and reacts to its compl
     expect(reacted?.data).toMatchObject({ function: 'video-encoding.encodeVideo', output: child.result })
   })
 
+  it("calls another service's function directly through its layered stub, on that service's pool", async () => {
+    expect((await p.deploy('test/fixtures/caller')).status).toBe(201)
+    const started = await p.request('POST', '/v1/workflows/indexOnly/instances', { input: { uri: 's3://in/x.mp4' } })
+    expect(started.status).toBe(201)
+    const done = await p.request('GET', `/v1/instances/${started.body.id}?wait=completed&timeoutMs=30000`)
+    expect(done.body).toMatchObject({ status: 'completed', result: { indexUri: 's3://in/x.mp4.idx' } })
+    const { rows } = await p.db.pool.query('select function, pool, status from praxis.invocations where tenant_id = $1 and instance_id = $2', ['acme', started.body.id])
+    expect(rows).toEqual([{ function: 'indexVideo', pool: 'video-encoding:default', status: 'succeeded' }])
+  })
+
   it('runs the error section when the child fails', async () => {
     const client = createPublishingClient({ url, apiKey: p.apiKey })
     // video-encoding's splitVideo rejects an unknown recipe for good, so the child fails.
