@@ -314,6 +314,7 @@ class StaticReader {
         if (Node.isPropertyAssignment(prop)) {
           const nameNode = prop.getNameNode()
           const key = Node.isComputedPropertyName(nameNode) ? this.value(nameNode.getExpression()) : nameNode.getText().replace(/^['"]|['"]$/g, '')
+          if (typeof key !== 'string' && typeof key !== 'number') notStatic('a computed key that is not a string or number')
           out[String(key)] = this.value(prop.getInitializerOrThrow())
         } else if (Node.isShorthandPropertyAssignment(prop)) out[prop.getName()] = this.value(prop.getNameNode())
         else if (Node.isSpreadAssignment(prop)) {

@@ -8,8 +8,8 @@ import { z } from 'zod'
 export const MANIFEST_FORMAT = 'praxis.manifest/1'
 
 const JsonSchema = z.record(z.string(), z.unknown())
-/** `file:line`: text that ends up in generated comments, so nothing else. */
-const Source = z.string().regex(/^[\w./-]{1,300}:\d{1,7}$/, 'must be file:line')
+/** `file:line`: text that ends up in generated comments, so one line and no comment end. */
+const Source = z.string().regex(/^(?!.*\*\/)[^\r\n]{1,300}:\d{1,7}$/, 'must be file:line on one line, without */')
 
 export const ManifestFunction = z.object({
   name: z.string().regex(/^[A-Za-z][\w.-]{0,99}$/),

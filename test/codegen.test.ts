@@ -6,14 +6,14 @@
  */
 import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { codegen, CodegenError } from '../codegen/index.js'
-import { buildBundle } from '../platform/engine/index.js'
+import { buildBundle, readGeneratedManifest } from '../platform/engine/index.js'
 import type { ServiceManifest } from '../sdk/index.js'
 
 const ROOT = path.resolve(fileURLToPath(new URL('..', import.meta.url)))
@@ -490,6 +490,21 @@ export const check = defineFunction({
       expect(original.input.safeParse(value).success).toBe(false)
       expect(stub.input.safeParse(value).success).toBe(false)
     }
+  })
+
+  it('accepts any one-line file name in sources, and ignores symlinks in generated/', async () => {
+    const dir = await service('odd-names', {
+      'functions.ts': "export * from './more fns.js'\n",
+      'more fns.ts': PING_FUNCTIONS,
+    })
+    await codegen({ dir })
+    const manifest = await readGeneratedManifest(dir)
+    expect(manifest?.functions.map((f) => f.source)).toEqual([expect.stringMatching(/^more fns\.ts:\d+$/)])
+    await symlink(os.tmpdir(), path.join(dir, 'generated', 'linked-folder'))
+    await symlink(path.join(dir, 'no-such-file'), path.join(dir, 'generated', 'dangling.ts'))
+    const checked = await codegen({ dir, check: true })
+    expect(checked.files.every((f) => f.state === 'unchanged')).toBe(true)
+    expect((await codegen({ dir })).files.map((f) => f.state)).not.toContain('removed')
   })
 
   it('refuses a layered manifest whose text would reach generated code, and escapes what it accepts', async () => {

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { BundleCache, Evaluator, type InvocationResult } from '../platform/engine/index.js'
-import { readInstance, writeEvaluation, type InvocationRow } from '../platform/store/index.js'
+import { createPool, readInstance, resolveWorkflow, writeEvaluation, type InvocationRow } from '../platform/store/index.js'
 import { startTestPlatform, type TestPlatform } from './support/platform.js'
 
 const TENANT = 'acme'
@@ -221,5 +221,19 @@ describe('the evaluation write never strands an invocation', () => {
     expect(after.revision).toBe(before.revision)
     expect(after.facts).toEqual(before.facts)
     expect(await count('select 1 from praxis.invocations where tenant_id = $1 and instance_id = $2', [TENANT, id])).toBe(invocations)
+  })
+
+  it('creates task rows on a connection of its own: starts filling a small pool do not deadlock', async () => {
+    const small = createPool(p.db.url, 2)
+    const e = new Evaluator(small, new BundleCache())
+    try {
+      const [target] = await resolveWorkflow(small, TENANT, 'counter')
+      // Each start holds a pooled connection in its transaction when it creates the task row.
+      const started = await Promise.all([1, 2, 3].map(() => e.start(TENANT, target!, {}, null)))
+      expect(started.map((s) => s.summary?.invocations)).toEqual([1, 1, 1])
+    } finally {
+      await e.close()
+      await small.end()
+    }
   })
 })

@@ -85,7 +85,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
           // Complete it (the fused step usually already has: then this deletes nothing), off the
           // critical path: the next step need not wait for it.
           const completion: Promise<unknown> = options.pool.query('delete from graphile_worker._private_jobs where id = $1 and locked_by = $2', [current.jobId, id])
-            .catch((error: Error) => log.warn({ jobId: current.jobId, error: error.message }, 'completing an eagerly dispatched job failed: it stays locked until this worker stops; its invocation is recorded, so running it again does nothing'))
+            .catch((error: Error) => log.warn({ jobId: current.jobId, error: error.message }, 'completing an eagerly dispatched job failed: it stays locked until this worker stops; its invocation is recorded, so if it runs again its result is discarded as a duplicate'))
             .finally(() => completions.delete(completion))
           completions.add(completion)
           job = next

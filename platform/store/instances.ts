@@ -1,5 +1,5 @@
 /** Instance rows: creating, locking for an evaluation, and writing an evaluation's results. */
-import type pg from 'pg'
+import pg from 'pg'
 import type { Json } from '../../sdk/index.js'
 import type { InvocationRow } from './invocations.js'
 
@@ -238,13 +238,21 @@ from praxis.instances i join praxis.services s on s.tenant_id = i.tenant_id and 
 where i.tenant_id = $1 and i.id = $2`
 
 /**
- * Creates graphile-worker task rows for the invoke queues of `pools` (committed, on its own
- * connection), so an evaluation write can find them. Each queue once per `known` set.
+ * Creates graphile-worker task rows for the invoke queues of `pools`, committed, so an evaluation
+ * write can find them; each queue once per `known` set. It runs on a connection of its own, not
+ * one from the pool: its callers may hold pooled connections in open transactions, and waiting
+ * for another from an exhausted pool would deadlock them.
  */
 export async function ensureTasks(pool: pg.Pool, pools: readonly string[], known: Set<string>): Promise<void> {
   const missing = [...new Set(pools)].filter((p) => !known.has(p))
   if (missing.length === 0) return
-  await pool.query("insert into graphile_worker._private_tasks (identifier) select 'praxis.invoke.' || unnest($1::text[]) on conflict do nothing", [missing])
+  const client = new pg.Client(pool.options)
+  await client.connect()
+  try {
+    await client.query("insert into graphile_worker._private_tasks (identifier) select 'praxis.invoke.' || unnest($1::text[]) on conflict do nothing", [missing])
+  } finally {
+    await client.end()
+  }
   for (const p of missing) known.add(p)
 }
 
