@@ -5,6 +5,7 @@
  * of zod builders with literal arguments (or consts holding them, in any file), never by running
  * the module. Function modules hold I/O and heavy dependencies; codegen must not execute them.
  */
+import { readdirSync } from 'node:fs'
 import path from 'node:path'
 import { Node, Project, SyntaxKind, ts, VariableDeclarationKind, type CallExpression, type Expression } from 'ts-morph'
 import { z } from 'zod'
@@ -86,9 +87,7 @@ export function readService(dir: string): ServiceSource {
         /^[./]/.test(name) || /^praxis(\/|$)/.test(name) ? ts.resolveModuleName(name, containingFile, getOptions(), host).resolvedModule : undefined),
     }),
   })
-  const files = project.addSourceFilesAtPaths([
-    path.join(dir, '**/*.ts'), `!${path.join(dir, 'generated/**')}`, `!${path.join(dir, '**/node_modules/**')}`, `!${path.join(dir, '**/*.test.ts')}`, `!${path.join(dir, '**/*.d.ts')}`,
-  ]).sort((a, b) => byCodePoint(a.getFilePath(), b.getFilePath()))
+  const files = sourceFiles(dir).sort(byCodePoint).map((file) => project.addSourceFileAtPath(file))
   const reader = new StaticReader(dir)
   const functions: Located<StaticFunction>[] = []
   const workflows: Located<StaticWorkflow>[] = []
@@ -143,6 +142,22 @@ export function readService(dir: string): ServiceSource {
     const relative = path.relative(dir, absolute).split(path.sep).join('/')
     return relative.startsWith('.') ? relative : `./${relative}`
   }
+}
+
+/**
+ * The service's own TypeScript files: not generated/, node_modules, dot-folders, tests or
+ * declarations, and never through a symlinked folder (which may lead anywhere, even in a loop).
+ */
+function sourceFiles(dir: string, top = dir): string[] {
+  const out: string[] = []
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const file = path.join(dir, entry.name)
+    if (entry.isDirectory()) {
+      if (entry.name === 'node_modules' || entry.name.startsWith('.') || (dir === top && entry.name === 'generated')) continue
+      out.push(...sourceFiles(file, top))
+    } else if (entry.isFile() && entry.name.endsWith('.ts') && !entry.name.endsWith('.test.ts') && !entry.name.endsWith('.d.ts')) out.push(file)
+  }
+  return out
 }
 
 /** Locale-free order: generated files must not depend on the machine's locale. */

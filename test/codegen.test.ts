@@ -500,7 +500,9 @@ export const check = defineFunction({
     await codegen({ dir })
     const manifest = await readGeneratedManifest(dir)
     expect(manifest?.functions.map((f) => f.source)).toEqual([expect.stringMatching(/^more fns\.ts:\d+$/)])
-    await symlink(os.tmpdir(), path.join(dir, 'generated', 'linked-folder'))
+    // A symlinked folder that loops back (codegen must not follow it, in generated/ or elsewhere).
+    await symlink(dir, path.join(dir, 'generated', 'linked-folder'))
+    await symlink(dir, path.join(dir, 'loop'))
     await symlink(path.join(dir, 'no-such-file'), path.join(dir, 'generated', 'dangling.ts'))
     const checked = await codegen({ dir, check: true })
     expect(checked.files.every((f) => f.state === 'unchanged')).toBe(true)
