@@ -12,11 +12,11 @@ import { existsSync } from 'node:fs'
 import { mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { buildBundle, loadBundle, serviceManifest } from '../platform/engine/index.js'
-import { ServiceManifest } from '../sdk/manifest.js'
+import { byCodePoint, ServiceManifest } from '../sdk/manifest.js'
 import { formatIssues } from '../sdk/context.js'
 import { emitClient, emitFunctions, emitWorkflows, type EmitContext } from './emit.js'
 import { CodegenError } from './errors.js'
-import { byCodePoint, readService } from './static.js'
+import { readService } from './static.js'
 
 export { CodegenError } from './errors.js'
 

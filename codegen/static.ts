@@ -10,7 +10,7 @@ import path from 'node:path'
 import { Node, Project, SyntaxKind, ts, VariableDeclarationKind, type CallExpression, type Expression } from 'ts-morph'
 import { z } from 'zod'
 import { formatIssues } from '../sdk/context.js'
-import { ManifestFunction } from '../sdk/manifest.js'
+import { byCodePoint, ManifestFunction } from '../sdk/manifest.js'
 import { CodegenError } from './errors.js'
 
 /** A function as codegen read it. Schemas are JSON Schemas (zod's, `io: 'input'`). */
@@ -158,11 +158,6 @@ function sourceFiles(dir: string, top = dir): string[] {
     } else if (entry.isFile() && entry.name.endsWith('.ts') && !entry.name.endsWith('.test.ts') && !entry.name.endsWith('.d.ts')) out.push(file)
   }
   return out
-}
-
-/** Locale-free order: generated files must not depend on the machine's locale. */
-export function byCodePoint(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0
 }
 
 function duplicates(defs: { name: string; location: string }[], what: string, why: string): void {

@@ -7,6 +7,11 @@ import { z } from 'zod'
 
 export const MANIFEST_FORMAT = 'praxis.manifest/1'
 
+/** Locale-free order (by code point): manifests and generated files must not depend on the machine's locale. */
+export function byCodePoint(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0
+}
+
 const JsonSchema = z.record(z.string(), z.unknown())
 /** `file:line`: text that ends up in generated comments, so one line and no comment end. */
 const Source = z.string().regex(/^(?!.*\*\/)[^\r\n]{1,300}:\d{1,7}$/, 'must be file:line on one line, without */')

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto'
 import vm from 'node:vm'
 import { conditionPaths, type Condition } from '../../sdk/index.js'
 import type { RunRequest, RunResult, WorkflowDescription } from '../../sdk/runtime.js'
-import { MANIFEST_FORMAT, type ManifestFunction, type ServiceManifest } from '../../sdk/manifest.js'
+import { byCodePoint, MANIFEST_FORMAT, type ManifestFunction, type ServiceManifest } from '../../sdk/manifest.js'
 import { PraxisError } from '../errors.js'
 
 /** What a built bundle carries besides its code. */
@@ -148,13 +148,13 @@ export function serviceManifest(manifest: Manifest, functions: readonly Manifest
   return {
     format: MANIFEST_FORMAT,
     service: manifest.service,
-    functions: [...functions].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
-    workflows: [...manifest.workflows].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).map((w) => ({
+    functions: [...functions].sort((a, b) => byCodePoint(a.name, b.name)),
+    workflows: [...manifest.workflows].sort((a, b) => byCodePoint(a.name, b.name)).map((w) => ({
       name: w.name,
       input: strip(w.inputSchema),
       facts: strip(w.factsSchema),
       result: w.resultSchema ? strip(w.resultSchema) : null,
-      signals: Object.fromEntries(Object.entries(w.signalSchemas ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([name, schema]) => [name, strip(schema)])),
+      signals: Object.fromEntries(Object.entries(w.signalSchemas ?? {}).sort(([a], [b]) => byCodePoint(a, b)).map(([name, schema]) => [name, strip(schema)])),
       maxFirings: w.maxFirings,
       rules: w.rules.map(({ name, priority, fingerprint, paths, hasReaction, hasError }) => ({ name, priority, fingerprint, paths, hasReaction, hasError })),
       ...(sources[w.name] ? { source: sources[w.name] } : {}),

@@ -2,6 +2,7 @@
 import type pg from 'pg'
 import { PraxisError } from '../errors.js'
 import { insertBundle, queueRedeploy, type BundleRow } from '../store/index.js'
+import { jsonEqual } from '../../sdk/facts.js'
 import type { ServiceManifest } from '../../sdk/manifest.js'
 import { loadBundle, serviceManifest, type Manifest } from './bundle.js'
 
@@ -40,9 +41,6 @@ function checkGenerated(bundle: Manifest, generated: ServiceManifest): void {
     throw new PraxisError('PRX_BUNDLE_INVALID', `the generated manifest does not match the bundle (${why}): run \`praxis codegen <service-dir>\`, then deploy again`)
   }
   if (generated.service !== manifest.service) stale(`it is the manifest of ${generated.service}, not ${manifest.service}`)
-  // Schemas compare as data (key order aside): the uploaded text is what layering reads.
-  const canonical = (value: unknown): string => JSON.stringify(value, (_, v: unknown) =>
-    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v)
   const mine = new Map(generated.workflows.map((w) => [w.name, w]))
   for (const workflow of manifest.workflows) {
     const other = mine.get(workflow.name)
@@ -50,7 +48,8 @@ function checkGenerated(bundle: Manifest, generated: ServiceManifest): void {
     const fingerprints = (rules: { name: string; fingerprint: string }[]) => rules.map((r) => `${r.name}@${r.fingerprint}`).join(',')
     if (fingerprints(workflow.rules) !== fingerprints(other!.rules)) stale(`the rules of ${workflow.name} differ`)
     for (const key of ['input', 'facts', 'result', 'signals'] as const) {
-      if (canonical(workflow[key]) !== canonical(other![key])) stale(`the ${key} schema of ${workflow.name} differs`)
+      // Schemas compare as data, key order aside: the uploaded text is what layering reads.
+      if (!jsonEqual(workflow[key], other![key])) stale(`the ${key} schema of ${workflow.name} differs`)
     }
   }
   if (generated.workflows.length !== manifest.workflows.length) stale('it lists other workflows')

@@ -29,10 +29,11 @@ export async function runInvocation(deps: { pool: pg.Pool; evaluator: Evaluator;
     ? Promise.resolve({ ...invocation.snapshot, tenant_id: invocation.tenant_id, id: invocation.instance_id, pending: [] })
     : deps.evaluator.snapshot(invocation)
   const outcome = await execute(fn, invocation, attempt)
-  if (outcome.status === 'succeeded') {
-    const recorded = await deps.evaluator.recordResult(invocation, { status: 'succeeded', output: outcome.output, attempts: attempt }, snapshot, jobId, eager?.())
-    return { outcome: recorded === null ? 'duplicate' : 'succeeded', next: (typeof recorded === 'object' && recorded?.eager) || null }
+  const record = async (result: InvocationResult): Promise<{ outcome: InvokeOutcome; next: EagerJob | null }> => {
+    const recorded = await deps.evaluator.recordResult(invocation, result, snapshot, jobId, eager?.())
+    return { outcome: recorded === null ? 'duplicate' : result.status, next: (typeof recorded === 'object' && recorded?.eager) || null }
   }
+  if (outcome.status === 'succeeded') return record({ status: 'succeeded', output: outcome.output, attempts: attempt })
   const failure = outcome.failure
   const retryable = failure.kind === 'retryable' || failure.kind === 'timeout'
   if (retryable && attempt < invocation.retry.attempts) {
@@ -42,8 +43,7 @@ export async function runInvocation(deps: { pool: pg.Pool; evaluator: Evaluator;
     return { outcome: scheduled ? 'retry-scheduled' : 'duplicate', next: null }
   }
   deps.log.warn({ invocationId: invocation.id, function: fn.name, attempt, kind: failure.kind, error: failure.message }, 'invocation failed for good')
-  const recorded = await deps.evaluator.recordResult(invocation, { status: 'failed', failure, attempts: attempt }, snapshot, jobId, eager?.())
-  return { outcome: recorded === null ? 'duplicate' : 'failed', next: (typeof recorded === 'object' && recorded?.eager) || null }
+  return record({ status: 'failed', failure, attempts: attempt })
 }
 
 async function execute(fn: FunctionDefinition, invocation: InvocationJob, attempt: number): Promise<{ status: 'succeeded'; output: Json } | { status: 'failed'; failure: Failure }> {
