@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { afterAll, beforeAll, expect, it } from 'vitest'
+import { afterAll, beforeAll, expect, it, onTestFinished } from 'vitest'
 import { startTestPlatform, type TestPlatform } from './support/platform.js'
 
 let p: TestPlatform
@@ -37,6 +37,8 @@ async function killMidFunction(n: number, warm: boolean): Promise<void> {
     stdio: ['ignore', 'ignore', 'inherit'],
   })
   const exited = new Promise((resolve) => child.once('exit', resolve))
+  // A failed assertion must not leave the child serving the next test's instances.
+  onTestFinished(() => { child.kill('SIGKILL') })
   const started = await p.request('POST', '/v1/workflows/crashy/instances', { input: { n, warm } })
   expect(started.status).toBe(201)
   const marker = path.join(markers, `started-${n}`)
