@@ -7,6 +7,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // isolated-vm (the rule sandbox) needs it on Node 20 and later.
+    execArgv: ['--no-node-snapshot'],
     maxWorkers: 2,
   },
 })

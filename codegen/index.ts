@@ -11,7 +11,7 @@
 import { existsSync } from 'node:fs'
 import { mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
-import { buildBundle, loadBundle, serviceManifest } from '../platform/engine/index.js'
+import { BundleCache, buildBundle, serviceManifest } from '../platform/engine/index.js'
 import { byCodePoint, ServiceManifest } from '../sdk/manifest.js'
 import { formatIssues } from '../sdk/context.js'
 import { emitClient, emitFunctions, emitWorkflows, type EmitContext } from './emit.js'
@@ -111,7 +111,9 @@ export async function codegen(options: CodegenOptions): Promise<CodegenResult> {
     progress('  building the rules side …')
     const inMemory = new Map([...files].map(([file, text]) => [path.join(dir, file), text]))
     const built = await buildBundle(dir, { files: inMemory })
-    const loaded = loadBundle(service, built.code)
+    // The bundle describes itself from inside a sandbox isolate, as it will on the server.
+    const bundles = new BundleCache()
+    const loaded = await bundles.load('codegen', service, built.code).finally(() => bundles.close())
     const sources = Object.fromEntries(source.workflows.map((w) => [w.name, w.source]))
     manifest = serviceManifest(loaded.manifest, functions, sources)
     const rules = manifest.workflows.reduce((n, w) => n + w.rules.length, 0)

@@ -10,6 +10,25 @@
  * | PRAXIS_WORKER_CONCURRENCY | 8 | function invocations one worker process runs at once |
  * | PRAXIS_LEASE_MS | 15000 | a worker silent this long is dead: its jobs run again elsewhere |
  * | LOG_LEVEL | info | pino level |
+ *
+ * Limits on tenant code and what it asks for (each breach fails only the instance concerned, with
+ * its own error code; docs/errors.md lists them):
+ *
+ * | variable | default | meaning | error code |
+ * | --- | --- | --- | --- |
+ * | PRAXIS_RULE_TIMEOUT_MS | 1000 | time one evaluation (or init, or signal check) of rule code may take | PRX_RULE_TIMEOUT |
+ * | PRAXIS_RULE_MEMORY_MB | 64 | heap cap of one tenant bundle's isolate | PRX_RULE_MEMORY |
+ * | PRAXIS_BUNDLE_LOAD_MS | 5000 | time a bundle's top-level code and self-description may take at load | PRX_BUNDLE_INVALID |
+ * | PRAXIS_SANDBOX_CAPACITY | 64 | tenant isolates kept warm per process (LRU) | |
+ * | PRAXIS_MAX_CALLS | 1000 | function calls and child starts one evaluation may make | PRX_LIMIT_CALLS |
+ * | PRAXIS_MAX_FACTS_BYTES | 1048576 | size of an instance's facts as JSON | PRX_LIMIT_FACTS |
+ * | PRAXIS_MAX_DEPTH | 64 | nesting depth of facts, call inputs and results | PRX_LIMIT_FACTS / PRX_LIMIT_INPUT |
+ * | PRAXIS_MAX_INPUT_BYTES | 262144 | size of one call's input as JSON | PRX_LIMIT_INPUT |
+ * | PRAXIS_MAX_PRIORITY | 100 | calls take priorities from -N to N | PRX_LIMIT_PRIORITY |
+ * | PRAXIS_MAX_RETRY_ATTEMPTS | 25 | a function's retry attempts | PRX_LIMIT_RETRY |
+ * | PRAXIS_MIN_RETRY_DELAY_MS | 10 | shortest retry delay a function may ask for | PRX_LIMIT_RETRY |
+ * | PRAXIS_MAX_RETRY_DELAY_MS | 86400000 | longest retry delay | PRX_LIMIT_RETRY |
+ * | PRAXIS_MAX_FUNCTION_TIMEOUT_MS | 3600000 | longest function timeout | PRX_LIMIT_TIMEOUT |
  */
 import { z } from 'zod'
 
@@ -22,6 +41,52 @@ const Env = z.object({
   PRAXIS_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
   PRAXIS_LEASE_MS: z.coerce.number().int().min(1000).default(15_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  PRAXIS_RULE_TIMEOUT_MS: z.coerce.number().int().min(10).max(600_000).optional(),
+  PRAXIS_RULE_MEMORY_MB: z.coerce.number().int().min(8).max(8192).optional(),
+  PRAXIS_BUNDLE_LOAD_MS: z.coerce.number().int().min(100).max(600_000).optional(),
+  PRAXIS_SANDBOX_CAPACITY: z.coerce.number().int().min(1).max(100_000).optional(),
+  PRAXIS_MAX_CALLS: z.coerce.number().int().min(1).max(1_000_000).optional(),
+  PRAXIS_MAX_FACTS_BYTES: z.coerce.number().int().min(1024).max(256 * 1024 * 1024).optional(),
+  PRAXIS_MAX_DEPTH: z.coerce.number().int().min(4).max(1000).optional(),
+  PRAXIS_MAX_INPUT_BYTES: z.coerce.number().int().min(1024).max(256 * 1024 * 1024).optional(),
+  PRAXIS_MAX_PRIORITY: z.coerce.number().int().min(0).max(32_000).optional(),
+  PRAXIS_MAX_RETRY_ATTEMPTS: z.coerce.number().int().min(1).max(1000).optional(),
+  PRAXIS_MIN_RETRY_DELAY_MS: z.coerce.number().int().min(0).optional(),
+  PRAXIS_MAX_RETRY_DELAY_MS: z.coerce.number().int().min(1).optional(),
+  PRAXIS_MAX_FUNCTION_TIMEOUT_MS: z.coerce.number().int().min(1).optional(),
+})
+
+/** Limits on tenant code and on what it asks the platform for (see the table above). */
+export interface Limits {
+  ruleTimeoutMs: number
+  ruleMemoryMb: number
+  bundleLoadMs: number
+  sandboxCapacity: number
+  maxCalls: number
+  maxFactsBytes: number
+  maxDepth: number
+  maxInputBytes: number
+  maxPriority: number
+  maxRetryAttempts: number
+  minRetryDelayMs: number
+  maxRetryDelayMs: number
+  maxFunctionTimeoutMs: number
+}
+
+export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
+  ruleTimeoutMs: 1000,
+  ruleMemoryMb: 64,
+  bundleLoadMs: 5000,
+  sandboxCapacity: 64,
+  maxCalls: 1000,
+  maxFactsBytes: 1024 * 1024,
+  maxDepth: 64,
+  maxInputBytes: 256 * 1024,
+  maxPriority: 100,
+  maxRetryAttempts: 25,
+  minRetryDelayMs: 10,
+  maxRetryDelayMs: 24 * 60 * 60 * 1000,
+  maxFunctionTimeoutMs: 60 * 60 * 1000,
 })
 
 export interface Config {
@@ -33,6 +98,7 @@ export interface Config {
   workerConcurrency: number
   leaseMs: number
   logLevel: z.infer<typeof Env>['LOG_LEVEL']
+  limits: Limits
 }
 
 /** Reads and validates the environment once; throws a message naming every bad variable. */
@@ -52,5 +118,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     workerConcurrency: e.PRAXIS_WORKER_CONCURRENCY,
     leaseMs: e.PRAXIS_LEASE_MS,
     logLevel: e.LOG_LEVEL,
+    limits: {
+      ruleTimeoutMs: e.PRAXIS_RULE_TIMEOUT_MS ?? DEFAULT_LIMITS.ruleTimeoutMs,
+      ruleMemoryMb: e.PRAXIS_RULE_MEMORY_MB ?? DEFAULT_LIMITS.ruleMemoryMb,
+      bundleLoadMs: e.PRAXIS_BUNDLE_LOAD_MS ?? DEFAULT_LIMITS.bundleLoadMs,
+      sandboxCapacity: e.PRAXIS_SANDBOX_CAPACITY ?? DEFAULT_LIMITS.sandboxCapacity,
+      maxCalls: e.PRAXIS_MAX_CALLS ?? DEFAULT_LIMITS.maxCalls,
+      maxFactsBytes: e.PRAXIS_MAX_FACTS_BYTES ?? DEFAULT_LIMITS.maxFactsBytes,
+      maxDepth: e.PRAXIS_MAX_DEPTH ?? DEFAULT_LIMITS.maxDepth,
+      maxInputBytes: e.PRAXIS_MAX_INPUT_BYTES ?? DEFAULT_LIMITS.maxInputBytes,
+      maxPriority: e.PRAXIS_MAX_PRIORITY ?? DEFAULT_LIMITS.maxPriority,
+      maxRetryAttempts: e.PRAXIS_MAX_RETRY_ATTEMPTS ?? DEFAULT_LIMITS.maxRetryAttempts,
+      minRetryDelayMs: e.PRAXIS_MIN_RETRY_DELAY_MS ?? DEFAULT_LIMITS.minRetryDelayMs,
+      maxRetryDelayMs: e.PRAXIS_MAX_RETRY_DELAY_MS ?? DEFAULT_LIMITS.maxRetryDelayMs,
+      maxFunctionTimeoutMs: e.PRAXIS_MAX_FUNCTION_TIMEOUT_MS ?? DEFAULT_LIMITS.maxFunctionTimeoutMs,
+    },
   }
 }

@@ -95,7 +95,7 @@ describe('a result delivered twice reacts once', () => {
       expect(await evaluator().recordResult(invocation, RESULT)).toBe('queued')
       const { rows: events } = await p.db.pool.query('select kind, payload, consumed_at from praxis.events where tenant_id = $1 and instance_id = $2', [TENANT, id])
       expect(events).toEqual([{ kind: 'result', payload: { invocationId: invocation.id }, consumed_at: null }])
-      expect(await count(`select 1 from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id where t.identifier = 'praxis.evaluate' and j.payload->>'i' = $1`, [id])).toBe(1)
+      expect(await count(`select 1 from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id where t.identifier = 'praxis.evaluate.acme' and j.payload->>'i' = $1`, [id])).toBe(1)
       // The result is final already; the reaction waits for the evaluation.
       const { rows: [row] } = await p.db.pool.query('select status from praxis.invocations where tenant_id = $1 and id = $2', [TENANT, invocation.id])
       expect(row).toEqual({ status: 'succeeded' })
@@ -135,7 +135,7 @@ describe('the optimistic fused step (a snapshot read while the function ran)', (
 
   it("completes the invocation's own queue job in the same commit, so a crash after it cannot run the function again", async () => {
     const jobsOf = async (invocationId: string): Promise<string[]> => (await p.db.pool.query<{ id: string }>(
-      "select j.id::text from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id where t.identifier = 'praxis.invoke.counter:default' and j.payload->>'id' = $1",
+      "select j.id::text from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id where t.identifier = 'praxis.invoke.acme.counter:default' and j.payload->>'id' = $1",
       [invocationId])).rows.map((r) => r.id)
     const e = evaluator()
     // The optimistic write deletes the job with everything else.
@@ -194,7 +194,7 @@ describe('the optimistic fused step (a snapshot read while the function ran)', (
 describe('the invoke job', () => {
   it('carries the instance as the evaluation left it, so the worker need not read it', async () => {
     const { id, invocation } = await startCounter()
-    const { rows: [job] } = await p.db.pool.query(`select j.payload from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id where t.identifier = 'praxis.invoke.counter:default' and j.payload->>'id' = $1`, [invocation.id])
+    const { rows: [job] } = await p.db.pool.query(`select j.payload from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id where t.identifier = 'praxis.invoke.acme.counter:default' and j.payload->>'id' = $1`, [invocation.id])
     const view = await p.request('GET', `/v1/instances/${id}`)
     expect(job.payload).toMatchObject({ id: invocation.id, instance_id: id, rule: 'bump', attempts: 0, snapshot: { revision: view.body.revision, status: 'running', workflow: 'counter', facts: view.body.facts } })
     // A stale payload snapshot is only a hint: the revision guard sends the step to the locked path.

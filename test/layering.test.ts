@@ -78,6 +78,8 @@ describe('one service starts another service\'s workflow and reacts to its compl
   it('runs the error section when the child cannot start: its service is not deployed in this tenant', async () => {
     const { apiKey } = await ensureTenant(p.db.pool, 'other')
     expect((await p.request('POST', '/v1/services/publishing/deployments', { code: (await buildBundle('examples/publishing')).code }, apiKey)).status).toBe(201)
+    // The other tenant's child starts run on its own worker: acme's never take its jobs.
+    await p.startWorker('examples/publishing', { tenantId: 'other' })
     const instance = await createPublishingClient({ url, apiKey }).startPublishTitle({ title: 'Alone', source: 's3://in/a.mov' })
     const done = await instance.wait({ timeoutMs: 30_000 })
     expect(done.status).toBe('failed')

@@ -32,7 +32,7 @@ async function until(check: () => boolean | Promise<boolean>, what: string, time
  * With `warm`, slowStep is the second step, which the child dispatched to itself eagerly.
  */
 async function killMidFunction(n: number, warm: boolean): Promise<void> {
-  const child = spawn(process.execPath, ['bin/praxis.js', 'worker', 'test/fixtures/crashy'], {
+  const child = spawn(process.execPath, ['--no-node-snapshot', 'bin/praxis.js', 'worker', '--tenant', 'acme', 'test/fixtures/crashy'], {
     env: { ...process.env, DATABASE_URL: p.db.url, PRAXIS_LEASE_MS: '1000', PRAXIS_TEST_MARKER_DIR: markers, LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'ignore', 'inherit'],
   })

@@ -9,12 +9,22 @@ import type { Logger } from 'pino'
 import type { z } from 'zod'
 import type { Json } from '../../sdk/index.js'
 import { BundleCache, deployBundle, Evaluator, serviceManifest, type Manifest } from '../engine/index.js'
+import type { Limits } from '../config.js'
 import { PraxisError } from '../errors.js'
 import { getActiveBundle, getInstance, listBundles, listInstances, readTimeline, resolveWorkflow, signalDelivered, tenantForKey } from '../store/index.js'
 import { DeployBody, GetInstanceQuery, InstanceParams, ListQuery, ServiceParams, SignalBody, SignalParams, StartBody, TimelineQuery, WorkflowParams } from './schemas.js'
+import { clientErrorHandler, DEFAULT_LIMITS, errorBody, frameworkErrors, installEdge, type EdgeLimits } from './edge.js'
 import { EndedInstanceWaiters } from './waiters.js'
 
-export interface ApiOptions { pool: pg.Pool; databaseUrl: string; log?: Logger | false }
+export interface ApiOptions {
+  pool: pg.Pool
+  databaseUrl: string
+  log?: Logger | false
+  /** Request limits at the edge (see edge.ts); each defaults to DEFAULT_LIMITS. */
+  limits?: Partial<EdgeLimits>
+  /** Limits on rule code and what it asks for (platform/config.ts); each defaults to DEFAULT_LIMITS there. */
+  ruleLimits?: Partial<Limits>
+}
 
 declare module 'fastify' {
   interface FastifyRequest { tenantId: string }
@@ -32,11 +42,20 @@ function parse<S extends z.ZodType>(schema: S, value: unknown, where: string): z
 /** Builds the API. Call `ready()` (or `listen`) before use and `close()` after. */
 export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   const { pool } = options
-  const bundles = new BundleCache()
+  const bundles = new BundleCache({ limits: options.ruleLimits ?? {} })
   const evaluator = new Evaluator(pool, bundles)
   const waiters = new EndedInstanceWaiters(options.databaseUrl)
-  const app: FastifyInstance = Fastify({ ...(options.log ? { loggerInstance: options.log as FastifyBaseLogger } : {}), bodyLimit: 25 * 1024 * 1024, })
+  const limits: EdgeLimits = { ...DEFAULT_LIMITS, ...options.limits }
+  const app: FastifyInstance = Fastify({
+    ...(options.log ? { loggerInstance: options.log as FastifyBaseLogger } : {}),
+    bodyLimit: limits.bodyBytes,
+    maxParamLength: limits.paramChars,
+    http: { maxHeaderSize: limits.headerBytes },
+    frameworkErrors: frameworkErrors(limits),
+    clientErrorHandler: clientErrorHandler(limits),
+  })
   app.decorateRequest('tenantId', '')
+  installEdge(app, limits)
 
   app.addHook('onReady', () => waiters.start())
   app.addHook('onClose', async () => {
@@ -45,11 +64,13 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   })
 
   app.setErrorHandler((error, request, reply) => {
-    if (error instanceof PraxisError) return reply.status(error.status).send({ error: { code: error.code, message: error.message, details: error.details ?? null } })
+    if (error instanceof PraxisError) return reply.status(error.status).send(errorBody(error.code, error.message, error.details ?? null))
     const e = error as { statusCode?: number; message: string; code?: string }
-    if (e.statusCode && e.statusCode < 500) {
-      return reply.status(e.statusCode).send({ error: { code: 'PRX_BAD_REQUEST', message: e.message, details: { fastify: e.code ?? null } } })
+    if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      const limit = request.routeOptions.bodyLimit ?? limits.bodyBytes
+      return reply.status(413).send(errorBody('PRX_BODY_TOO_LARGE', `the body is larger than ${limit} bytes`, { limit }))
     }
+    if (e.statusCode && e.statusCode < 500) return reply.status(e.statusCode).send(errorBody('PRX_BAD_REQUEST', e.message, { fastify: e.code ?? null }))
     request.log.error({ err: error }, 'request failed')
     return reply.status(500).send({ error: { code: 'PRX_INTERNAL', message: 'internal error; the server log has the details', details: null } })
   })
@@ -70,12 +91,12 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     request.tenantId = tenantId
   })
 
-  app.post('/v1/services/:service/deployments', async (request, reply) => {
+  app.post('/v1/services/:service/deployments', { bodyLimit: limits.deployBodyBytes }, async (request, reply) => {
     const { service } = parse(ServiceParams, request.params, 'params')
     const body = parse(DeployBody, request.body, 'body')
     const hash = createHash('sha256').update(body.code).digest('hex')
     if (body.codeHash && body.codeHash !== hash) throw new PraxisError('PRX_BAD_REQUEST', 'codeHash does not match the code: the upload was corrupted, send it again')
-    const d = await deployBundle(pool, request.tenantId, service, body.code, hash, body.manifest ?? null)
+    const d = await deployBundle(pool, bundles, request.tenantId, service, body.code, hash, body.manifest ?? null)
     return reply.status(d.created ? 201 : 200).send({
       service, version: d.bundle.version, bundleId: d.bundle.id, created: d.created, reevaluating: d.reevaluating,
       workflows: d.manifest.workflows.map((w) => ({ name: w.name, rules: w.rules.map((r) => ({ name: r.name, fingerprint: r.fingerprint })) })),
@@ -151,9 +172,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     if (view.status !== 'running' && view.status !== 'paused') throw new PraxisError('PRX_INSTANCE_ENDED', `instance ${id} is ${view.status}; it takes no more signals`)
     const [target] = await resolveWorkflow(pool, request.tenantId, `${view.service}.${view.workflow}`)
     if (!target) throw new PraxisError('PRX_WORKFLOW_NOT_FOUND', `workflow ${view.service}.${view.workflow} is no longer deployed`)
-    const bundle = await bundles.get(pool, request.tenantId, target.bundleId)
-    const checked = bundle.runtime.checkSignal(view.workflow, name, body.payload)
-    if (!checked.ok) throw new PraxisError(checked.error.code === 'PRX_SIGNAL_UNKNOWN' ? 'PRX_SIGNAL_UNKNOWN' : 'PRX_INPUT_INVALID', checked.error.message, { details: checked.error.details ?? null })
+    await evaluator.checkSignal(request.tenantId, target.bundleId, view.workflow, name, body.payload)
     const delivered = await evaluator.signal(request.tenantId, id, name, body.payload as Json, body.signalId ?? null)
     return reply.status(202).send({ delivered, duplicate: !delivered })
   })

@@ -2,11 +2,13 @@
  * The `praxis` command.
  *
  *   praxis dev [service-dir…]        embedded PostgreSQL + API + worker pool; deploys the examples
- *   praxis worker <service-dir…>     a worker process for the services' function pools
+ *   praxis worker <service-dir…> --tenant ID   a worker process for one tenant's function pools of the services
  *   praxis deploy <service-dir>      builds and deploys a service's rules bundle
  *   praxis codegen [service-dir…]    writes generated/ (stubs, workflow refs, API client, manifest)
  *   praxis start <workflow> --input '<json>' [--wait]
  *   praxis inspect <instance-id>
+ *   praxis tenants create <name> [--id ID] | tenants list
+ *   praxis keys create --tenant ID [--label L] | keys list --tenant ID | keys revoke <key-id>
  */
 import { readFile } from 'node:fs/promises'
 import path from 'node:path'
@@ -22,7 +24,8 @@ import { runWorker } from './worker.js'
 
 const USAGE = `usage:
   praxis dev [service-dir…]                      start everything locally (default: every folder in examples/)
-  praxis worker <service-dir…>                   run a worker for these services' functions (needs DATABASE_URL or a running praxis dev)
+  praxis worker <service-dir…> --tenant ID       run a worker for one tenant's jobs of these services' functions (or --api-key KEY,
+                                                 PRAXIS_TENANT, PRAXIS_API_KEY; needs DATABASE_URL or a running praxis dev)
   praxis deploy <service-dir> [--server URL]     build and deploy a service's rules bundle
   praxis codegen [service-dir…] [--check]       write each service's generated/ folder (stubs, workflow refs, API client, manifest);
                                                  --check writes nothing and fails naming every stale file
@@ -30,6 +33,12 @@ const USAGE = `usage:
   praxis codegen <service-dir> --manifest FILE             the same from a manifest file
   praxis start <workflow> --input '<json>' [--wait] [--idempotency-key K] [--server URL]
   praxis inspect <instance-id> [--server URL]
+  praxis tenants create <name> [--id ID]        add a tenant (the id defaults to a slug of the name)
+  praxis tenants list
+  praxis keys create --tenant ID [--label L]    make an API key; it is printed once and cannot be shown again
+  praxis keys list --tenant ID                   key ids, labels, created and revoked times (never secrets)
+  praxis keys revoke <key-id>                    refuse the key from the next request on
+  (tenants and keys use the database directly: DATABASE_URL, else the embedded PostgreSQL of a running praxis dev)
 common: --api-key KEY (or PRAXIS_API_KEY), --server URL (default http://127.0.0.1:3000)`
 
 const out = (line: string): void => void process.stdout.write(line + '\n')
@@ -52,6 +61,10 @@ async function main(argv: string[]): Promise<number> {
       from: { type: 'string' },
       service: { type: 'string' },
       manifest: { type: 'string' },
+      // --tenant: praxis worker's tenant, and praxis keys create/list's.
+      tenant: { type: 'string' },
+      id: { type: 'string' },
+      label: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   })
@@ -68,7 +81,7 @@ async function main(argv: string[]): Promise<number> {
       return runDev(config, { services: positionals, demo: !values['no-demo'], workers: Number(values.workers) })
     case 'worker':
       if (positionals.length === 0) throw new Error('praxis worker needs at least one service folder, e.g. praxis worker examples/video-encoding')
-      return runWorker(config, positionals)
+      return runWorker(config, positionals, { tenant: values.tenant, apiKey: values['api-key'] })
     case 'deploy': {
       const dir = positionals[0]
       if (!dir) throw new Error('praxis deploy needs a service folder, e.g. praxis deploy examples/video-encoding')
@@ -155,6 +168,12 @@ async function main(argv: string[]): Promise<number> {
         after = page.nextCursor
       }
       return 0
+    }
+    case 'tenants':
+    case 'keys': {
+      // Imported here: the other commands should not pay for loading it.
+      const { runAdmin } = await import('./admin.js')
+      return runAdmin(config, command, { positionals, id: values.id, tenant: values.tenant, label: values.label }, out)
     }
     default:
       out(`unknown command ${command}\n${USAGE}`)

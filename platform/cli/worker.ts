@@ -1,25 +1,61 @@
-/** `praxis worker`: one process serving the function pools of the given services. */
+/** `praxis worker`: one process serving one tenant's function pools of the given services. */
+import type pg from 'pg'
 import pino from 'pino'
 import type { Config } from '../config.js'
 import { loadService, startWorker } from '../pools/index.js'
-import { createPool } from '../store/index.js'
+import { createPool, evaluateTask, tenantForKey } from '../store/index.js'
 
 /** Where `praxis dev`'s embedded PostgreSQL listens, for workers started beside it. */
 export const devDatabaseUrl = (config: Config): string => config.databaseUrl ?? `postgres://postgres:praxis@127.0.0.1:${config.embeddedPort}/praxis`
 
-export async function runWorker(config: Config, dirs: string[]): Promise<number> {
+/** How the tenant was given: --tenant, --api-key, or (when neither flag is) PRAXIS_TENANT or PRAXIS_API_KEY. */
+export interface WorkerTenant { tenant?: string | undefined; apiKey?: string | undefined }
+
+const NO_TENANT = 'praxis worker serves one tenant and runs only its jobs: pass --tenant ID, or --api-key KEY (one of the tenant\'s API keys), or set PRAXIS_TENANT (or PRAXIS_API_KEY)'
+
+/** The tenant a worker is to serve, checked against the database. */
+export async function resolveWorkerTenant(pool: Pick<pg.Pool, 'query'>, given: WorkerTenant, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  const flagged = given.tenant !== undefined || given.apiKey !== undefined
+  const tenant = given.tenant ?? (flagged ? undefined : env.PRAXIS_TENANT || undefined)
+  const apiKey = given.apiKey ?? (flagged ? undefined : env.PRAXIS_API_KEY || undefined)
+  if (tenant === undefined && apiKey === undefined) throw new Error(NO_TENANT)
+  let fromKey: string | null = null
+  if (apiKey !== undefined) {
+    fromKey = await tenantForKey(pool, apiKey)
+    if (!fromKey) throw new Error('the API key given to praxis worker belongs to no tenant: pass one of the tenant\'s keys, or --tenant ID')
+  }
+  if (tenant !== undefined) {
+    try {
+      evaluateTask(tenant)
+    } catch {
+      throw new Error(`--tenant ${JSON.stringify(tenant)} is not a tenant id (lower-case letters, digits and "-")`)
+    }
+    if (fromKey !== null && fromKey !== tenant) throw new Error(`the API key belongs to tenant ${fromKey}, not ${tenant}: pass one of the two`)
+    const { rowCount } = await pool.query('select 1 from praxis.tenants where id = $1', [tenant])
+    if (!rowCount) throw new Error(`tenant ${tenant} does not exist${tenant === 'dev' ? ': start `praxis dev` first, it creates it' : ''}`)
+    return tenant
+  }
+  return fromKey!
+}
+
+export async function runWorker(config: Config, dirs: string[], given: WorkerTenant = {}): Promise<number> {
   const log = pino({ level: config.logLevel }, pino.destination(2))
   const services = await Promise.all(dirs.map((d) => loadService(d)))
   const functions = services.flatMap((s) => s.functions)
   if (functions.length === 0) throw new Error(`no functions found in ${dirs.join(', ')}: a service exports its defineFunction(...) values from functions.ts`)
+  if (given.tenant === undefined && given.apiKey === undefined && !process.env.PRAXIS_TENANT && !process.env.PRAXIS_API_KEY) throw new Error(NO_TENANT)
   const pool = createPool(devDatabaseUrl(config), config.workerConcurrency + 4)
-  const worker = await startWorker({ pool, log, functions, concurrency: config.workerConcurrency, leaseMs: config.leaseMs })
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve)
-    process.once('SIGTERM', resolve)
-  })
-  log.info({ stats: worker.stats }, 'worker stopping')
-  await worker.stop()
-  await pool.end()
+  try {
+    const tenantId = await resolveWorkerTenant(pool, given)
+    const worker = await startWorker({ pool, log, tenantId, functions, concurrency: config.workerConcurrency, leaseMs: config.leaseMs })
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', resolve)
+      process.once('SIGTERM', resolve)
+    })
+    log.info({ stats: worker.stats }, 'worker stopping')
+    await worker.stop()
+  } finally {
+    await pool.end()
+  }
   return 0
 }

@@ -1,18 +1,22 @@
 /**
  * Bundles: the rules side of a service, built once into one script (build.ts), stored in the
- * database, and loaded by any server or worker process. Rule code runs behind the JSON protocol of
- * sdk/runtime.ts inside a `node:vm` context with its own globals, a deterministic clock and random,
- * and a CPU time limit per call.
+ * database, and loaded into a tenant isolate by any server or worker process (isolate-sandbox.ts).
  *
- * `node:vm` keeps honest code apart and stops runaway loops; it is not a security boundary against a
- * hostile tenant (see DESIGN.md, "sandboxed"): swapping in isolated-vm only changes `loadRuntime`.
+ * This is the host's side: a bundle describes itself from inside its isolate, and that description
+ * is hostile input. `describeBundle` checks it, computes each rule's fingerprint and the fact paths
+ * its match reads, and returns what the engine needs.
  */
 import { createHash } from 'node:crypto'
-import vm from 'node:vm'
+import { z } from 'zod'
 import { conditionPaths, type Condition } from '../../sdk/index.js'
-import type { RunRequest, RunResult, WorkflowDescription } from '../../sdk/runtime.js'
+import type { WorkflowDescription } from '../../sdk/runtime.js'
 import { byCodePoint, MANIFEST_FORMAT, type ManifestFunction, type ServiceManifest } from '../../sdk/manifest.js'
 import { PraxisError } from '../errors.js'
+import { formatIssues } from '../../sdk/context.js'
+import { indexWorkflow, workflowSpec, type LoadedRule, type LoadedWorkflow } from './workflow.js'
+import type { SandboxCode } from './sandbox.js'
+
+export { indexWorkflow, type LoadedRule, type LoadedWorkflow, type WorkflowSpec } from './workflow.js'
 
 /** What a built bundle carries besides its code. */
 export interface Manifest {
@@ -20,118 +24,114 @@ export interface Manifest {
   workflows: (Omit<WorkflowDescription, 'rules'> & { rules: (Omit<WorkflowDescription['rules'][number], 'source'> & { fingerprint: string; paths: string[] })[] })[]
 }
 
-/** A rule as the engine uses it. */
-export interface LoadedRule {
-  name: string
-  priority: number
-  /** Declaration order, the tie-break among equal priorities. */
-  order: number
-  condition: Condition
-  fingerprint: string
-  /** Fact paths the match reads. */
-  paths: string[]
-  hasReaction: boolean
-  hasError: boolean
-}
-
-export interface LoadedWorkflow {
-  name: string
-  maxFirings: number
-  signals: Set<string>
-  rules: LoadedRule[]
-  byName: Map<string, LoadedRule>
-  /** Rules by the first segment of each path they read. */
-  index: Map<string, LoadedRule[]>
-}
-
-/** The host side of the bundle protocol. */
-export interface Runtime {
-  init(workflow: string, input: unknown): RunResult
-  checkSignal(workflow: string, signal: string, payload: unknown): { ok: true } | Extract<RunResult, { ok: false }>
-  run(request: RunRequest): RunResult
-}
-
+/** A bundle as the host knows it once loaded: its isolate's key and code, its workflows and manifest. */
 export interface LoadedBundle {
+  tenantId: string
   service: string
-  /** The bundle's script, so a rule sandbox can load it too. */
-  code: string
+  codeHash: string
+  /** What the sandbox loads (the isolate is keyed by tenant and code hash). */
+  sandbox: SandboxCode
   workflows: Map<string, LoadedWorkflow>
-  runtime: Runtime
   manifest: Manifest
 }
 
-/** Loads a bundle's code and describes it. Throws PRX_BUNDLE_INVALID with the reason. */
-export function loadBundle(service: string, code: string, options: { callTimeoutMs?: number } = {}): LoadedBundle {
-  const runtime = loadRuntime(code, options.callTimeoutMs ?? 1000)
-  const descriptions = runtime.describe()
-  if (!Array.isArray(descriptions)) {
-    const reason = (descriptions as { error?: { message?: string } } | null)?.error?.message ?? 'it did not describe itself'
-    throw new PraxisError('PRX_BUNDLE_INVALID', `the code is not a Praxis bundle (${reason}): build it with \`praxis deploy <service-dir>\``)
+const Name = z.string().regex(/^[A-Za-z][\w.-]{0,99}$/)
+const Condition: z.ZodType<unknown> = z.lazy(() => z.union([
+  z.object({ all: z.array(Condition).max(1000) }),
+  z.object({ any: z.array(Condition).max(1000) }),
+  z.object({ not: Condition }),
+  z.object({ fact: z.literal('facts'), path: z.string().max(500).optional(), operator: z.string().max(100), value: z.unknown() }),
+]))
+/** A bundle's self-description, as the host accepts it. */
+const Description = z.array(z.object({
+  name: z.string().regex(/^[A-Za-z][\w-]{0,99}$/, 'must be a workflow name'),
+  maxFirings: z.number().int().min(1).max(1_000_000),
+  signals: z.array(Name).max(1000),
+  inputSchema: z.unknown(),
+  factsSchema: z.unknown(),
+  resultSchema: z.unknown(),
+  signalSchemas: z.record(z.string(), z.unknown()),
+  rules: z.array(z.object({
+    name: z.string().min(1).max(200),
+    priority: z.number().int().min(-1_000_000).max(1_000_000),
+    condition: Condition,
+    source: z.string().max(5_000_000),
+    hasReaction: z.boolean(),
+    hasError: z.boolean(),
+  })).max(10_000),
+})).max(1000)
+
+/** Largest self-description accepted (schemas and rule sources as JSON). */
+const MAX_DESCRIPTION_BYTES = 32 * 1024 * 1024
+
+/**
+ * Checks a bundle's self-description (JSON text from its isolate) and builds the manifest and the
+ * workflows the engine runs. Throws PRX_BUNDLE_INVALID naming what is wrong.
+ */
+export function describeBundle(service: string, description: string): { workflows: Map<string, LoadedWorkflow>; manifest: Manifest } {
+  const invalid = (why: string): never => {
+    throw new PraxisError('PRX_BUNDLE_INVALID', `the bundle of ${service} is not a Praxis bundle (${why}): build it with \`praxis deploy <service-dir>\``)
   }
+  if (description.length > MAX_DESCRIPTION_BYTES) invalid(`its self-description is larger than ${MAX_DESCRIPTION_BYTES} bytes`)
+  let json: unknown
+  try {
+    json = JSON.parse(description)
+  } catch (error) {
+    invalid(`its self-description is not JSON: ${(error as Error).message}`)
+  }
+  const failed = (json as { ok?: unknown; error?: { message?: unknown } } | null)
+  if (failed && !Array.isArray(failed) && failed.ok === false) invalid(String(failed.error?.message ?? 'it did not describe itself'))
+  const parsed = Description.safeParse(json)
+  if (!parsed.success) invalid(`its self-description is malformed: ${formatIssues(parsed.error.issues.slice(0, 5))}`)
   const manifest: Manifest = { service, workflows: [] }
   const workflows = new Map<string, LoadedWorkflow>()
-  for (const wf of descriptions) {
-    const rules = wf.rules.map((r, order): LoadedRule => ({
-      name: r.name,
-      priority: r.priority,
-      order,
-      condition: r.condition,
-      fingerprint: sha256(JSON.stringify([r.name, r.priority, r.condition, r.source])).slice(0, 24),
-      paths: conditionPaths(r.condition),
-      hasReaction: r.hasReaction,
-      hasError: r.hasError,
-    }))
-    const index = new Map<string, LoadedRule[]>()
-    for (const rule of rules) {
-      for (const top of new Set(rule.paths.map((p) => p.split('.')[0]!))) {
-        index.set(top, [...(index.get(top) ?? []), rule])
+  for (const wf of parsed.data!) {
+    if (workflows.has(wf.name)) invalid(`two workflows are named ${wf.name}`)
+    const names = new Set<string>()
+    const rules = wf.rules.map((r, order): LoadedRule => {
+      if (names.has(r.name)) invalid(`workflow ${wf.name} has two rules named ${r.name}`)
+      names.add(r.name)
+      let paths: string[] = []
+      try {
+        paths = conditionPaths(r.condition as Condition)
+      } catch (error) {
+        invalid(`the match of rule ${r.name} is malformed: ${(error as Error).message}`)
       }
-    }
-    workflows.set(wf.name, { name: wf.name, maxFirings: wf.maxFirings, signals: new Set(wf.signals), rules, byName: new Map(rules.map((r) => [r.name, r])), index })
+      return {
+        name: r.name,
+        priority: r.priority,
+        order,
+        condition: r.condition as Condition,
+        fingerprint: sha256(JSON.stringify([r.name, r.priority, r.condition, r.source])).slice(0, 24),
+        paths,
+        hasReaction: r.hasReaction,
+        hasError: r.hasError,
+      }
+    })
+    workflows.set(wf.name, indexWorkflow({ name: wf.name, maxFirings: wf.maxFirings, signals: wf.signals, rules }))
     manifest.workflows.push({
-      ...wf,
+      ...(wf as WorkflowDescription),
       rules: rules.map(({ name, priority, condition, fingerprint, paths, hasReaction, hasError }) => ({ name, priority, condition, fingerprint, paths, hasReaction, hasError })),
     })
   }
   if (workflows.size === 0) throw new PraxisError('PRX_BUNDLE_INVALID', `the bundle of service ${service} exports no workflow: export each defineWorkflow(...) from workflows.ts`)
-  return { service, code, workflows, runtime: runtime.host, manifest }
+  return { workflows, manifest }
 }
 
-function loadRuntime(code: string, callTimeoutMs: number): { host: Runtime; describe(): WorkflowDescription[] } {
-  const context = vm.createContext(Object.create(null) as object, { codeGeneration: { strings: false, wasm: false }, name: 'praxis-bundle' })
-  try {
-    // Determinism: rule code sees a fixed clock and a seeded random, never the host's.
-    vm.runInContext(`(() => {
-      let seed = 0x2545f491
-      Math.random = () => { seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5; return ((seed >>> 0) % 1e9) / 1e9 }
-      Date.now = () => 0
-    })()`, context)
-    vm.runInContext(code, context, { timeout: 10_000, filename: 'bundle.js' })
-  } catch (error) {
-    throw new PraxisError('PRX_BUNDLE_INVALID', `the bundle failed to load: ${(error as Error).message}`, { cause: error })
-  }
-  const scripts = new Map<string, vm.Script>()
-  const runOptions = callTimeoutMs > 0 ? { timeout: callTimeoutMs } : {}
-  const call = (expression: string, args: Record<string, string>): string => {
-    Object.assign(context, args)
-    let script = scripts.get(expression)
-    if (!script) scripts.set(expression, (script = new vm.Script(expression)))
-    try {
-      return script.runInContext(context, runOptions) as string
-    } catch (error) {
-      const message = (error as { code?: string }).code === 'ERR_SCRIPT_EXECUTION_TIMEOUT'
-        ? `rule code ran longer than ${callTimeoutMs} ms (an endless loop?)`
-        : `rule code crashed the sandbox: ${(error as Error).message}`
-      return JSON.stringify({ ok: false, error: { code: 'PRX_RULE_THREW', message } })
-    }
-  }
-  const parse = <T>(json: string): T => JSON.parse(json) as T
+/**
+ * A bundle ready for the sandbox: `onLoad` receives the checked description each time the bundle
+ * is loaded into an isolate (the first load, and again after an eviction or an overrun). Facts
+ * past `maxFactsBytes` fail inside the isolate already, before the engine copies them about.
+ */
+export function sandboxCode(tenantId: string, service: string, code: string, codeHash: string, maxFactsBytes: number, onLoad: (described: ReturnType<typeof describeBundle>) => void): SandboxCode {
   return {
-    describe: () => parse<WorkflowDescription[]>(call('__praxis.describe()', {})),
-    host: {
-      init: (workflow, input) => parse(call('__praxis.init(__w, __a)', { __w: workflow, __a: JSON.stringify(input ?? null) })),
-      checkSignal: (workflow, signal, payload) => parse(call('__praxis.checkSignal(__w, __s, __a)', { __w: workflow, __s: signal, __a: JSON.stringify(payload ?? null) })),
-      run: (request) => parse(call('__praxis.run(__a)', { __a: JSON.stringify(request) })),
+    key: `${tenantId}:${codeHash}`,
+    service,
+    code,
+    setup(description) {
+      const described = describeBundle(service, description)
+      onLoad(described)
+      return JSON.stringify({ workflows: [...described.workflows.values()].map(workflowSpec), maxFactsBytes })
     },
   }
 }

@@ -7,14 +7,18 @@ import { fileURLToPath } from 'node:url'
 import { beforeAll, describe, expect, it } from 'vitest'
 import type { Json } from '../../sdk/index.js'
 import { buildBundle } from './build.js'
-import { loadBundle, type LoadedBundle, type LoadedWorkflow } from './bundle.js'
-import { chain, type ChainResult, type HandlerRun } from './chain.js'
+import { loadTrusted, type TrustedBundle as LoadedBundle } from '../../test/support/trusted-bundle.js'
+import type { LoadedWorkflow } from './bundle.js'
+import { chain as chainOn, type ChainInput, type ChainResult, type HandlerRun } from './chain.js'
+
+/** Chains in this process (semantics only; the sandbox has its own tests). */
+const chain = (bundle: LoadedBundle, workflow: LoadedWorkflow, input: ChainInput): Promise<ChainResult> => chainOn(bundle.run, workflow, input)
 
 const FIXTURES = fileURLToPath(new URL('../../test/fixtures/', import.meta.url))
 
 async function load(fixture: string): Promise<LoadedBundle> {
   const { code } = await buildBundle(path.join(FIXTURES, fixture))
-  return loadBundle(fixture, code)
+  return loadTrusted(fixture, code)
 }
 
 function workflow(bundle: LoadedBundle, name: string): LoadedWorkflow {

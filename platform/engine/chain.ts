@@ -12,12 +12,12 @@
  */
 import type { Json } from '../../sdk/index.js'
 import { pathsOverlap, readPath } from '../../sdk/facts.js'
-import type { Outcome, RunResult, SectionTarget } from '../../sdk/runtime.js'
-import type { LoadedBundle, LoadedRule, LoadedWorkflow } from './bundle.js'
+import type { Outcome, RunRequest, RunResult, SectionTarget } from '../../sdk/runtime.js'
 import { ConditionEvaluator } from './conditions.js'
+import type { LoadedRule, LoadedWorkflow } from './workflow.js'
 
 /** A call a section recorded, with the rule that made it. */
-export type RecordedCall = Extract<RunResult, { ok: true }>['calls'][number] & { rule: string }
+export type RecordedCall = Omit<Extract<RunResult, { ok: true }>['calls'][number], 'op'> & { rule: string }
 
 /** A timeline entry before it is stored. */
 export interface TimelineDraft { kind: string; rule?: string | null; data: Record<string, unknown> }
@@ -50,8 +50,14 @@ export interface ChainResult {
   firings: number
 }
 
-/** Runs the handlers, then fires rules until none newly matches. */
-export async function chain(bundle: LoadedBundle, workflow: LoadedWorkflow, input: ChainInput): Promise<ChainResult> {
+/** Runs one rule section or signal handler of the bundle (its runtime's `run`). */
+export type SectionRunner = (request: RunRequest) => RunResult
+
+/**
+ * Runs the handlers, then fires rules until none newly matches. `run` runs rule code: inside a
+ * tenant's isolate, this whole function runs there too (platform/engine/isolate-engine.ts).
+ */
+export async function chain(run: SectionRunner, workflow: LoadedWorkflow, input: ChainInput): Promise<ChainResult> {
   const timeline: TimelineDraft[] = []
   const calls: RecordedCall[] = []
   const ruleState: Record<string, boolean> = {}
@@ -89,7 +95,7 @@ export async function chain(bundle: LoadedBundle, workflow: LoadedWorkflow, inpu
     if (handler.skip) continue
     const rule = 'rule' in handler.target ? handler.target.rule : null
     const request = { workflow: workflow.name, target: handler.target, facts, ...(handler.argument !== undefined ? { argument: handler.argument } : {}), ...(handler.call !== undefined ? { call: handler.call } : {}) }
-    for (const path of apply(bundle.runtime.run(request), rule)) dirty.add(path)
+    for (const path of apply(run(request), rule)) dirty.add(path)
     if (outcome) break
   }
 
@@ -122,7 +128,7 @@ export async function chain(bundle: LoadedBundle, workflow: LoadedWorkflow, inpu
     }
     timeline.push({ kind: 'rule.fired', rule: next.name, data: { priority: next.priority, fingerprint: next.fingerprint } })
     const before = calls.length
-    const changes = apply(bundle.runtime.run({ workflow: workflow.name, target: { rule: next.name, section: 'action' }, facts }), next.name)
+    const changes = apply(run({ workflow: workflow.name, target: { rule: next.name, section: 'action' }, facts }), next.name)
     if (next.hasReaction && calls.length === before && !outcome) {
       timeline.push({ kind: 'rule.no_call', rule: next.name, data: { message: `rule ${next.name} has a reaction but its action called no function` } })
     }

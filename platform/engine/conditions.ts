@@ -5,7 +5,7 @@
  */
 import { Almanac, Engine, Rule } from 'json-rules-engine'
 import { jsonEqual, readPath } from '../../sdk/facts.js'
-import type { LoadedRule } from './bundle.js'
+import type { LoadedRule } from './workflow.js'
 
 /** `rule.evaluate(almanac)` is public in json-rules-engine's JS but missing from its typings. */
 interface EvaluableRule { evaluate(almanac: Almanac): Promise<{ result: boolean }>; setEngine(engine: Engine): void }

@@ -14,10 +14,14 @@ import {
   appendEvent, ensureTasks, finishAndLock, finishInvocation, getInvocations, insertInstance, lockInstance, readInstance, writeEvaluation,
   type EagerJob, type InvocationJob, type InvocationRow, type LockedInstance, type ParentLink, type PendingEvent, type WriteGuard,
 } from '../store/index.js'
+import { createHash } from 'node:crypto'
+import type { RunResult } from '../../sdk/runtime.js'
+import { ERRORS, type ErrorCode } from '../errors.js'
 import type { LoadedBundle } from './bundle.js'
 import type { BundleCache } from './bundle-cache.js'
 import type { ChainResult, HandlerRun, TimelineDraft } from './chain.js'
-import { RuleSandbox, RuleTimeoutError } from './sandbox.js'
+import { CheckFailure, checkChainResult, checkFacts } from './checks.js'
+import { SandboxError } from './sandbox.js'
 
 /** What happened to an instance in one evaluation. */
 export interface EvaluationSummary {
@@ -38,17 +42,49 @@ export type InvocationResult =
   | { status: 'failed'; failure: { kind: 'retryable' | 'fatal' | 'timeout' | 'cancelled'; message: string; attempts: number }; attempts: number }
 
 export class Evaluator {
-  readonly #sandbox: RuleSandbox
   /** Invoke queues whose graphile-worker task rows exist (ensureTasks). */
   readonly #knownTasks = new Set<string>()
 
-  constructor(private readonly pool: pg.Pool, private readonly bundles: BundleCache, options: { ruleTimeoutMs?: number } = {}) {
-    this.#sandbox = new RuleSandbox(options.ruleTimeoutMs ?? 1000)
+  /** Rule code runs in `bundles`' sandbox, under its limits. */
+  constructor(private readonly pool: pg.Pool, private readonly bundles: BundleCache) {}
+
+  /** Disposes of the rule sandbox's isolates. */
+  async close(): Promise<void> {
+    await this.bundles.close()
   }
 
-  /** Stops the rule sandbox thread. */
-  async close(): Promise<void> {
-    await this.#sandbox.close()
+  /**
+   * Checks a signal's name and payload against the workflow, in the bundle's sandbox. Throws
+   * PRX_SIGNAL_UNKNOWN or PRX_INPUT_INVALID (or the rule code's failure) when it is refused.
+   */
+  async checkSignal(tenantId: string, bundleId: string, workflow: string, name: string, payload: unknown): Promise<void> {
+    const bundle = await this.bundles.get(this.pool, tenantId, bundleId)
+    const now = Date.now()
+    const answer = await this.#run(bundle, 'checkSignal', { workflow, signal: name, payload: payload ?? null, now, seed: seedOf(`signal:${tenantId}:${now}`) }, `the signal check of ${workflow}`)
+    if (!answer.ok) throw new PraxisError(answer.error.code === 'PRX_SIGNAL_UNKNOWN' ? 'PRX_SIGNAL_UNKNOWN' : 'PRX_INPUT_INVALID', answer.error.message, { details: answer.error.details ?? null })
+  }
+
+  /** Runs `init` or a signal check in the bundle's isolate; a sandbox failure becomes a PraxisError with its code. */
+  async #run(bundle: LoadedBundle, fn: 'init' | 'checkSignal', request: Record<string, unknown>, what: string): Promise<RunResult | { ok: true }> {
+    let text: string
+    try {
+      text = await this.bundles.sandbox.call(bundle.sandbox, fn, JSON.stringify(request))
+    } catch (error) {
+      if (error instanceof SandboxError) throw new PraxisError(error.code, `${what} failed: ${error.message}`, { details: { code: error.code } })
+      throw error
+    }
+    let answer: unknown
+    try {
+      answer = JSON.parse(text)
+    } catch {
+      answer = null
+    }
+    const a = answer as { ok?: unknown; facts?: unknown; error?: { code?: unknown; message?: unknown; details?: unknown } } | null
+    if (a?.ok === true) return fn === 'init' ? { ok: true, facts: a.facts as Record<string, Json>, changes: [], calls: [], outcome: null } : { ok: true }
+    if (a?.ok === false && typeof a.error?.message === 'string') {
+      return { ok: false, error: { code: typeof a.error.code === 'string' ? a.error.code.slice(0, 100) : 'PRX_RULE_THREW', message: a.error.message.slice(0, 10_000), details: a.error.details } }
+    }
+    throw new PraxisError('PRX_RULE_THREW', `${what} answered malformed JSON: the bundle broke the sandbox protocol`, { details: { code: 'PRX_RULE_THREW' } })
   }
 
   /**
@@ -58,26 +94,38 @@ export class Evaluator {
    */
   async start(tenantId: string, target: { service: string; workflow: string; bundleId: string }, input: unknown, idempotencyKey: string | null, parent: ParentLink | null = null): Promise<{ id: string; created: boolean; summary: EvaluationSummary | null }> {
     const client = await this.pool.connect()
+    let broken: Error | undefined
     try {
       const bundle = await this.bundles.get(client, tenantId, target.bundleId)
-      const init = bundle.runtime.init(target.workflow, input)
-      if (!init.ok) throw new PraxisError(init.error.code === 'PRX_INPUT_INVALID' ? 'PRX_INPUT_INVALID' : 'PRX_BUNDLE_INVALID', init.error.message, { details: init.error.details })
+      const now = Date.now()
+      const init = await this.#run(bundle, 'init', { workflow: target.workflow, input: input ?? null, now, seed: seedOf(`init:${tenantId}:${target.workflow}:${idempotencyKey ?? now}`) }, `init of ${target.workflow}`)
+      if (!init.ok) {
+        const code = init.error.code in ERRORS ? init.error.code as ErrorCode : 'PRX_BUNDLE_INVALID'
+        throw new PraxisError(code, init.error.message, { details: init.error.details ?? { code: init.error.code } })
+      }
+      let facts: Record<string, Json>
+      try {
+        facts = checkFacts((init as { facts?: unknown }).facts, this.bundles.limits)
+      } catch (error) {
+        if (error instanceof CheckFailure) throw new PraxisError(error.code as ErrorCode, error.message, { details: { code: error.code } })
+        throw error
+      }
       await client.query('begin')
       try {
-        const { id, created } = await insertInstance(client, { tenantId, service: target.service, workflow: target.workflow, bundleId: target.bundleId, facts: init.facts, idempotencyKey, parent })
+        const { id, created } = await insertInstance(client, { tenantId, service: target.service, workflow: target.workflow, bundleId: target.bundleId, facts, idempotencyKey, parent })
         let summary: EvaluationSummary | null = null
         if (created) {
           const locked = await lockInstance(client, tenantId, id, { nowait: false })
-          summary = await this.#evaluateLocked(client, locked as LockedInstance, [], [{ kind: 'instance.started', data: { input: input as Json, facts: init.facts } }])
+          summary = await this.#evaluateLocked(client, locked as LockedInstance, [], [{ kind: 'instance.started', data: { input: input as Json, facts } }])
         }
         await client.query('commit')
         return { id, created, summary }
       } catch (error) {
-        await client.query('rollback')
+        broken = await rollback(client)
         throw error
       }
     } finally {
-      client.release()
+      client.release(broken)
     }
   }
 
@@ -109,6 +157,7 @@ export class Evaluator {
       if (written !== 'moved' && written !== null) return written
     }
     const client = await this.pool.connect()
+    let broken: Error | undefined
     try {
       await client.query('begin')
       const locked = await finishAndLock(client, job, result)
@@ -131,10 +180,10 @@ export class Evaluator {
       await client.query('commit')
       return finished ? 'queued' : null
     } catch (error) {
-      await client.query('rollback').catch(() => undefined)
+      broken = await rollback(client)
       throw error
     } finally {
-      client.release()
+      client.release(broken)
     }
   }
 
@@ -144,20 +193,24 @@ export class Evaluator {
    */
   async signal(tenantId: string, instanceId: string, name: string, payload: Json, signalId: string | null): Promise<boolean> {
     const client = await this.pool.connect()
+    let appended: boolean
     try {
       await client.query('begin')
-      const appended = await appendEvent(client, { tenantId, instanceId, kind: 'signal', payload: { name, payload }, dedupeKey: signalId })
+      appended = await appendEvent(client, { tenantId, instanceId, kind: 'signal', payload: { name, payload }, dedupeKey: signalId })
       await client.query('commit')
-      if (appended) await this.evaluatePending(tenantId, instanceId, { nowait: true })
-      return appended
-    } finally {
-      client.release()
+    } catch (error) {
+      client.release(await rollback(client))
+      throw error
     }
+    client.release()
+    if (appended) await this.evaluatePending(tenantId, instanceId, { nowait: true })
+    return appended
   }
 
   /** Consumes an instance's pending events (the evaluate job). With `nowait`, a busy instance is left to its job. */
   async evaluatePending(tenantId: string, instanceId: string, options: { nowait: boolean }): Promise<EvaluationSummary | null> {
     const client = await this.pool.connect()
+    let broken: Error | undefined
     try {
       await client.query('begin')
       const locked = await lockInstance(client, tenantId, instanceId, options)
@@ -169,21 +222,34 @@ export class Evaluator {
       await client.query(summary ? 'commit' : 'rollback')
       return summary
     } catch (error) {
-      await client.query('rollback').catch(() => undefined)
+      broken = await rollback(client)
       throw error
     } finally {
-      client.release()
+      client.release(broken)
     }
   }
 
-  /** Forward-chains in the sandbox; an evaluation that overran its time fails its instance. */
-  async #chain(instance: LockedInstance, bundle: LoadedBundle, handlers: HandlerRun[]): Promise<ChainResult> {
-    const input = { facts: instance.facts, ruleState: instance.rule_state, handlers }
+  /**
+   * Forward-chains in the bundle's isolate and checks the answer. Rule code that overruns its
+   * time or memory, throws past the engine, or breaches a limit fails the instance (and only it).
+   */
+  async #chain(client: Queryable, instance: LockedInstance, bundle: LoadedBundle, handlers: HandlerRun[]): Promise<ChainResult> {
+    const workflow = bundle.workflows.get(instance.workflow)!
+    // Logical time: when this evaluation's event is handled. Rule code's Date and Math.random
+    // derive from the request alone, so running it again gives the same commands.
+    const request = JSON.stringify({
+      workflow: instance.workflow,
+      input: { facts: instance.facts, ruleState: instance.rule_state, handlers },
+      now: Date.now(),
+      seed: seedOf(`${instance.id}:${instance.revision}`),
+    })
     try {
-      return await this.#sandbox.chain(`${instance.tenant_id}:${instance.active_bundle_id}`, bundle, instance.workflow, input)
+      const text = await this.bundles.sandbox.call(bundle.sandbox, 'chain', request)
+      return await checkChainResult(text, workflow, instance.service, this.bundles.limits, this.bundles.catalog(client, instance.tenant_id))
     } catch (error) {
-      if (!(error instanceof RuleTimeoutError)) throw error
-      const failure = { message: error.message, details: { code: error.code } }
+      if (!(error instanceof SandboxError) && !(error instanceof CheckFailure)) throw error
+      if (error instanceof SandboxError && error.code === 'PRX_BUNDLE_INVALID') throw error
+      const failure = { message: error.message, details: { code: error.code, ...(error instanceof CheckFailure && error.details && typeof error.details === 'object' ? error.details : {}) } as Json }
       return {
         facts: instance.facts,
         ruleState: instance.rule_state,
@@ -233,7 +299,7 @@ export class Evaluator {
     const running = instance.status === 'running'
     if (!workflow) failure ??= { message: `workflow ${instance.workflow} is not in the active bundle of service ${instance.service}: deploy a bundle that has it, or cancel the instance`, details: { code: 'PRX_WORKFLOW_NOT_FOUND' } }
     const result = running && workflow && !failure
-      ? await this.#chain(instance, bundle, handlers)
+      ? await this.#chain(client, instance, bundle, handlers)
       : null
     if (result) timeline.push(...result.timeline)
     else {
@@ -243,7 +309,7 @@ export class Evaluator {
     }
     const outcome = result?.outcome ?? (running && failure ? { status: 'failed' as const, error: failure } : null)
     const status = outcome?.status ?? instance.status
-    if (!outcome && result?.calls.length) await ensureTasks(this.pool, result.calls.map((c) => c.pool), this.#knownTasks)
+    if (!outcome && result?.calls.length) await ensureTasks(this.pool, instance.tenant_id, result.calls.map((c) => c.pool), this.#knownTasks)
     const write = await writeEvaluation(client, {
       tenantId: instance.tenant_id,
       instanceId: instance.id,
@@ -267,6 +333,20 @@ export class Evaluator {
     const ids = instance.pending.map((e: PendingEvent) => e.payload.invocationId).filter((id): id is string => Boolean(id))
     return ids.length === 0 ? [] : [...(await getInvocations(client, instance.tenant_id, ids)).values()]
   }
+}
+
+/**
+ * Rolls back after a failure. Never hand the pool a connection inside an aborted transaction (the
+ * next request on it, of any tenant, would fail): when even the rollback fails, returns the error
+ * to release the connection with, which destroys it.
+ */
+async function rollback(client: pg.PoolClient): Promise<Error | undefined> {
+  return client.query('rollback').then(() => undefined, (error: Error) => error)
+}
+
+/** A 32-bit seed for rule code's Math.random, from a text naming the evaluation. */
+function seedOf(text: string): number {
+  return createHash('sha256').update(text).digest().readUInt32LE(0)
 }
 
 /** The invocation row as it will be once `result` is recorded (built from the job, no read). */

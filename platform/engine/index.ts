@@ -1,8 +1,11 @@
 /** platform/engine: bundles, condition evaluation, forward chaining and the evaluation transaction. */
 export { buildBundle, readGeneratedManifest } from './build.js'
-export { loadBundle, serviceManifest, type LoadedBundle, type LoadedRule, type LoadedWorkflow, type Manifest } from './bundle.js'
+export { describeBundle, indexWorkflow, serviceManifest, type LoadedBundle, type LoadedRule, type LoadedWorkflow, type Manifest, type WorkflowSpec } from './bundle.js'
 export { BundleCache } from './bundle-cache.js'
-export { chain, type ChainInput, type ChainResult, type HandlerRun, type TimelineDraft } from './chain.js'
+export { CheckFailure, checkChainResult, jsonDepth } from './checks.js'
+export { IsolateSandbox } from './isolate-sandbox.js'
+export { SandboxError, type RuleSandbox, type SandboxCode, type SandboxLimits } from './sandbox.js'
+export { chain, type SectionRunner, type ChainInput, type ChainResult, type HandlerRun, type TimelineDraft } from './chain.js'
 export { ConditionEvaluator } from './conditions.js'
 export { Evaluator, type EvaluationSummary, type InvocationResult } from './evaluate.js'
 export { deployBundle, type Deployment } from './deploy.js'

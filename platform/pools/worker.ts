@@ -1,7 +1,7 @@
 /**
- * A worker process's job runner: graphile-worker tasks for the function pools it serves (and
- * evaluate jobs), a heartbeat, and a sweeper that releases a dead worker's jobs after its lease
- * instead of graphile-worker's 4 hours.
+ * A worker process's job runner for one tenant: graphile-worker tasks for that tenant's queues of
+ * the function pools it serves (and its evaluate and child-start jobs), a heartbeat, and a sweeper
+ * that releases a dead worker's jobs after its lease instead of graphile-worker's 4 hours.
  */
 import { EventEmitter } from 'node:events'
 import { randomBytes } from 'node:crypto'
@@ -9,14 +9,20 @@ import { run, type Runner, type Task, type WorkerEvents } from 'graphile-worker'
 import type pg from 'pg'
 import type { Logger } from 'pino'
 import { CHILD_POOL, qualifiedPool, type FunctionDefinition } from '../../sdk/index.js'
+import type { Limits } from '../config.js'
 import { BundleCache, Evaluator } from '../engine/index.js'
-import { EVALUATE_TASK, invokeTask, parseInvocationJob, parsePayload } from '../queue/index.js'
+import { evaluateTask, invokeTask, parseInvocationJob, parsePayload } from '../queue/index.js'
 import { quietLogger, type EagerJob } from '../store/index.js'
 import { runInvocation, startChild } from './invoke.js'
 
 export interface WorkerOptions {
   pool: pg.Pool
   log: Logger
+  /**
+   * The tenant this worker serves: it takes that tenant's jobs only (function handlers are tenant
+   * code), and fails any job whose payload names another tenant without running it.
+   */
+  tenantId: string
   /** Functions this worker can run; it serves every pool they name. */
   functions: readonly FunctionDefinition[]
   /** Also run evaluate jobs (instances whose fused step found them busy). Default true. */
@@ -27,25 +33,33 @@ export interface WorkerOptions {
   leaseMs: number
   /** graphile-worker localQueue size; -1 (off) by default, lowest latency. */
   localQueueSize?: number
-  /** Per-call CPU limit of rule code. */
-  ruleTimeoutMs?: number
+  /** Limits on rule code and what it asks for (platform/config.ts); each defaults there. */
+  limits?: Partial<Limits>
   /** Run the next invocation a step enqueues at once when this worker serves it. Default true. */
   eager?: boolean
 }
 
 export interface WorkerHandle {
   readonly id: string
+  /** The tenant whose jobs it runs. */
+  readonly tenantId: string
   /** Counts since start. */
-  readonly stats: Record<'succeeded' | 'failed' | 'retry-scheduled' | 'duplicate' | 'evaluations' | 'eager', number>
+  readonly stats: Record<'succeeded' | 'failed' | 'retry-scheduled' | 'duplicate' | 'evaluations' | 'eager' | 'refused', number>
   stop(): Promise<void>
 }
 
 export async function startWorker(options: WorkerOptions): Promise<WorkerHandle> {
+  const tenantId = options.tenantId
+  // Throws for anything that is not a tenant id (a worker serves exactly one tenant).
+  evaluateTask(tenantId)
+  const { rowCount } = await options.pool.query('select 1 from praxis.tenants where id = $1', [tenantId])
+  if (!rowCount) throw new Error(`tenant ${tenantId} does not exist: create it (and its API key) first`)
   const id = `praxis-worker-${randomBytes(6).toString('hex')}`
-  const log = options.log.child({ workerId: id })
-  const evaluator = new Evaluator(options.pool, new BundleCache(), { ruleTimeoutMs: options.ruleTimeoutMs ?? 1000 })
+  const log = options.log.child({ workerId: id, tenantId })
+  const evaluator = new Evaluator(options.pool, new BundleCache({ limits: options.limits ?? {} }))
   // eager: invocations this worker ran by eager dispatch (also counted by outcome).
-  const stats = { succeeded: 0, failed: 0, 'retry-scheduled': 0, duplicate: 0, evaluations: 0, eager: 0 }
+  // refused: jobs naming another tenant, failed for good without running.
+  const stats = { succeeded: 0, failed: 0, 'retry-scheduled': 0, duplicate: 0, evaluations: 0, eager: 0, refused: 0 }
   // By queue and name: two services may both have a function of one name.
   const byName = new Map<string, FunctionDefinition>()
   const keyOf = (pool: string, name: string): string => `${pool}\u0000${name}`
@@ -65,7 +79,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const eagerChains = new Set<Promise<void>>()
   let eagerSlots = 0
   let stopping = false
-  const eager = { owner: id, pools }
+  const eager = { owner: id, tenantId, pools }
   const functionFor = (pool: string, name: string): FunctionDefinition => {
     const fn = byName.get(keyOf(pool, name))
     if (!fn) throw new Error(`PRX_FUNCTION_UNKNOWN: this worker serves pool ${pool} but has no function ${name}; deploy a worker with the service's current functions.ts`)
@@ -79,6 +93,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         const current: EagerJob = job
         try {
           const invocation = parseInvocationJob(current.payload)
+          // The write locks only this tenant's jobs to this worker; checked again all the same.
+          if (invocation.tenant_id !== tenantId) throw new Error(`PRX_TENANT_MISMATCH: eagerly dispatched job ${current.jobId} is of tenant ${invocation.tenant_id}, this worker serves ${tenantId}`)
           const { outcome, next } = await runInvocation(deps, functionFor(invocation.pool, invocation.function), invocation, current.jobId, () => (stopping ? undefined : eager))
           stats[outcome]++
           stats.eager++
@@ -105,10 +121,20 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     })
   }
 
+  // Defence in depth: only this tenant's task identifiers are registered, but a job is a row
+  // anyone with database access can write. One whose payload names another tenant is failed for
+  // good (max_attempts = attempts, so graphile-worker never hands it out again) and never run.
+  const refuse = async (job: { id: string; task_identifier: string }, payloadTenant: unknown): Promise<never> => {
+    stats.refused++
+    log.error({ jobId: job.id, task: job.task_identifier, payloadTenant }, 'refused a job of another tenant: not run, failed for good')
+    await options.pool.query('update graphile_worker._private_jobs set max_attempts = greatest(attempts, 1) where id = $1', [job.id])
+    throw new Error(`PRX_TENANT_MISMATCH: job ${job.id} on ${job.task_identifier} names tenant ${JSON.stringify(payloadTenant)}; this worker serves ${tenantId} and never runs another tenant's job`)
+  }
   const taskList: Record<string, Task> = {}
   for (const pool of pools) {
-    taskList[invokeTask(pool)] = async (payload, helpers) => {
+    taskList[invokeTask(tenantId, pool)] = async (payload, helpers) => {
       const invocation = parseInvocationJob(payload)
+      if (invocation.tenant_id !== tenantId) return refuse(helpers.job, invocation.tenant_id)
       let reserved = false
       const reserve = (): typeof eager | undefined => {
         if (!eagerEnabled || stopping || eagerSlots >= options.concurrency) return undefined
@@ -130,12 +156,14 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     }
   }
   if (options.evaluate ?? true) {
-    taskList[invokeTask(CHILD_POOL)] = async (payload, helpers) => {
+    taskList[invokeTask(tenantId, CHILD_POOL)] = async (payload, helpers) => {
       const invocation = parseInvocationJob(payload)
+      if (invocation.tenant_id !== tenantId) return refuse(helpers.job, invocation.tenant_id)
       stats[await startChild(deps, invocation, helpers.job.id, helpers.job.attempts >= helpers.job.max_attempts)]++
     }
-    taskList[EVALUATE_TASK] = async (payload) => {
+    taskList[evaluateTask(tenantId)] = async (payload, helpers) => {
       const { t, i } = parsePayload(payload)
+      if (t !== tenantId) return refuse(helpers.job, t)
       if (await evaluator.evaluatePending(t, i, { nowait: false })) stats.evaluations++
     }
   }
@@ -145,7 +173,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const events: WorkerEvents = new EventEmitter() as WorkerEvents
   events.on('pool:create', ({ workerPool }) => lockIds.add(workerPool.id))
   events.on('worker:create', ({ worker }) => lockIds.add(worker.workerId))
-  await options.pool.query('insert into praxis.workers (id, pools) values ($1, $2)', [id, pools])
+  await options.pool.query('insert into praxis.workers (id, tenant_id, pools) values ($1, $2, $3)', [id, tenantId, pools])
 
   const runner: Runner = await run({
     pgPool: options.pool,
@@ -165,10 +193,11 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   await beat()
   const heartbeat = setInterval(() => void beat().catch((error: Error) => log.warn({ error: error.message }, 'heartbeat failed')), Math.max(250, Math.floor(options.leaseMs / 3)))
   heartbeat.unref()
-  log.info({ pools, concurrency: options.concurrency, functions: [...byName.keys()] }, 'worker started')
+  log.info({ tenantId, tasks: Object.keys(taskList), concurrency: options.concurrency, functions: [...byName.keys()] }, 'worker started')
 
   return {
     id,
+    tenantId,
     stats,
     async stop() {
       stopping = true

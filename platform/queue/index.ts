@@ -5,11 +5,14 @@
 
 import type { InvocationJob } from '../store/index.js'
 
-/** Task of one function invocation on a pool: `praxis.invoke.<pool>`. Payload: an `InvocationJob`. */
-export const invokeTask = (pool: string): string => `praxis.invoke.${pool}`
-
-/** Task that consumes an instance's inbox. Payload: `{ t: tenantId, i: instanceId }` (not keyed: see store/events.ts). */
-export const EVALUATE_TASK = 'praxis.evaluate'
+/**
+ * Task names, scoped by tenant (named once, in store/tasks.ts, beside the SQL that adds jobs):
+ * `invokeTask(tenantId, pool)` is `praxis.invoke.<tenantId>.<pool>`, one function invocation on a
+ * pool (`service:pool`, or `@child` for child-workflow starts), payload an `InvocationJob`;
+ * `evaluateTask(tenantId)` is `praxis.evaluate.<tenantId>`, consuming an instance's inbox, payload
+ * `{ t: tenantId, i: instanceId }` (not keyed: see store/events.ts).
+ */
+export { evaluateTask, invokeTask } from '../store/index.js'
 
 export interface JobPayload { t: string; i: string }
 

@@ -39,9 +39,26 @@ export async function getBundle(client: Queryable, tenantId: string, id: string)
   return rows[0] ?? null
 }
 
-export async function getBundleCode(client: Queryable, tenantId: string, id: string): Promise<{ service: string; code: string } | null> {
-  const { rows } = await client.query<{ service: string; code: string }>('select service, code from praxis.bundles where tenant_id = $1 and id = $2', [tenantId, id])
+export async function getBundleCode(client: Queryable, tenantId: string, id: string): Promise<{ service: string; code: string; code_hash: string } | null> {
+  const { rows } = await client.query<{ service: string; code: string; code_hash: string }>('select service, code, code_hash from praxis.bundles where tenant_id = $1 and id = $2', [tenantId, id])
   return rows[0] ?? null
+}
+
+/**
+ * What the active bundle of a tenant's service offers to calls: the functions of the manifest
+ * codegen wrote (null when it was deployed without one) and its workflow names.
+ */
+export async function getServiceCatalog(client: Queryable, tenantId: string, service: string): Promise<{ bundleId: string; functions: unknown[] | null; workflows: string[] } | null> {
+  const { rows } = await client.query<{ bundle_id: string; functions: unknown[] | null; workflows: string[] }>({
+    name: 'praxis_service_catalog',
+    text: `select b.id::text as bundle_id, (b.generated_manifest::jsonb)->'functions' as functions,
+        (select coalesce(jsonb_agg(w->>'name'), '[]'::jsonb) from jsonb_array_elements(b.manifest->'workflows') w) as workflows
+      from praxis.services s join praxis.bundles b on b.tenant_id = s.tenant_id and b.id = s.active_bundle_id
+      where s.tenant_id = $1 and s.name = $2`,
+    values: [tenantId, service],
+  })
+  const row = rows[0]
+  return row ? { bundleId: row.bundle_id, functions: Array.isArray(row.functions) ? row.functions : null, workflows: row.workflows } : null
 }
 
 /** The active bundle of a service, or null when the service was never deployed. */

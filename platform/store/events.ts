@@ -1,11 +1,13 @@
 /** The instance inbox: events an evaluation will consume, and the evaluate job that wakes it. */
 import type pg from 'pg'
 import type { Json } from '../../sdk/index.js'
+import { evaluateTaskSql } from './tasks.js'
 
 type Queryable = Pick<pg.PoolClient, 'query'>
 
 /**
- * Appends an event and enqueues an evaluation of the instance. Returns false when `dedupeKey` was
+ * Appends an event and enqueues an evaluation of the instance on its tenant's evaluate task (the
+ * tenant the event row is written for, so the instance's own). Returns false when `dedupeKey` was
  * seen before.
  *
  * The evaluate job is deliberately not keyed by instance (DESIGN.md asks for a job_key so bursts
@@ -21,7 +23,7 @@ export async function appendEvent(client: Queryable, e: { tenantId: string; inst
     text: `with ev as (
       insert into praxis.events (tenant_id, instance_id, kind, payload, dedupe_key) values ($1, $2, $3, $4, $5)
       on conflict (tenant_id, instance_id, kind, dedupe_key) where dedupe_key is not null do nothing returning id)
-    select ev.id, (select graphile_worker.add_job('praxis.evaluate', json_build_object('t', $1::text, 'i', $2::text), max_attempts := 25)) is not null as queued
+    select ev.id, (select graphile_worker.add_job(${evaluateTaskSql('$1::text')}, json_build_object('t', $1::text, 'i', $2::text), max_attempts := 25)) is not null as queued
     from ev`,
     values: [e.tenantId, e.instanceId, e.kind, JSON.stringify(e.payload), e.dedupeKey ?? null],
   })
@@ -43,7 +45,7 @@ export async function queueRedeploy(client: Queryable, tenantId: string, service
          insert into praxis.events (tenant_id, instance_id, kind, payload) select $1, id, 'redeploy', jsonb_build_object('version', $4::int) from batch returning instance_id),
        jobs as (
          select count(*) from graphile_worker.add_jobs(array(
-           select row('praxis.evaluate', json_build_object('t', $1::text, 'i', instance_id), null, null, 25, null, 0, null)::graphile_worker.job_spec from ev))
+           select row(${evaluateTaskSql('$1::text')}, json_build_object('t', $1::text, 'i', instance_id), null, null, 25, null, 0, null)::graphile_worker.job_spec from ev))
          where exists (select 1 from ev))
        select (select count(*) from ev)::int as n, (select max(id::text) from batch) as last, (select count(*) from jobs) as j`,
       [tenantId, service, after, version])

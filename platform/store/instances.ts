@@ -2,6 +2,7 @@
 import pg from 'pg'
 import type { Json } from '../../sdk/index.js'
 import type { InvocationRow } from './invocations.js'
+import { evaluateTaskSql, invokeTask, invokeTaskSql } from './tasks.js'
 
 type Queryable = Pick<pg.PoolClient, 'query'>
 
@@ -143,14 +144,17 @@ ev as (
 -- Task rows are created beforehand (ensureTasks, committed): a task row committed by another
 -- transaction after this statement's snapshot would be invisible here, so a missing one raises
 -- (praxis.jobs_missing, 40001) rather than leave an invocation without its job.
+-- The task is the instance's tenant's ($1) queue for the pool: a pool never names another tenant's.
 tasks as (
-  select id, identifier from graphile_worker._private_tasks where identifier in (select 'praxis.invoke.' || pool from inv)),
+  select id, identifier from graphile_worker._private_tasks where identifier in (select ${invokeTaskSql('$1::text', 'pool')} from inv)),
 -- Eager dispatch: with an owner ($20), the first new invocation on a pool the writing worker serves
 -- ($21) is inserted already locked by it, and the worker runs it at once, with no NOTIFY, fetch or
--- commit between the two steps. A worker that dies holding it is swept like any other lock.
+-- commit between the two steps; only when the worker serves this instance's tenant ($22 = $1), so
+-- a worker never holds, let alone runs, another tenant's job. A worker that dies holding it is
+-- swept like any other lock.
 eligible as (
   select inv.id, row_number() over (order by inv.priority desc, inv.id) as n from inv
-  where $20::text is not null and inv.pool = any($21::text[])),
+  where $20::text is not null and $22::text = $1::text and inv.pool = any($21::text[])),
 jobs as (
   insert into graphile_worker._private_jobs (task_id, payload, priority, locked_at, locked_by)
   select tasks.id, json_build_object('tenant_id', $1::text, 'id', inv.id, 'instance_id', $2::uuid, 'rule', inv.rule, 'function', inv.function, 'pool', inv.pool,
@@ -160,7 +164,7 @@ jobs as (
         'workflow', (select workflow from inst), 'status', $5::text, 'facts', $3::jsonb, 'rule_state', $4::jsonb, 'bundle_id', $8::bigint::text, 'active_bundle_id', $8::bigint::text) end),
     least(greatest(-inv.priority, -32768), 32767),
     case when e.n = 1 then now() end, case when e.n = 1 then $20::text end
-  from inv join tasks on tasks.identifier = 'praxis.invoke.' || inv.pool left join eligible e on e.id = inv.id
+  from inv join tasks on tasks.identifier = ${invokeTaskSql('$1::text', 'inv.pool')} left join eligible e on e.id = inv.id
   returning id, locked_by, payload),
 woken as (select pg_notify('jobs:insert', '{"r":' || random()::text || ',"count":' || count(*)::text || '}') from jobs where locked_by is null having count(*) > 0),
 notify as (select pg_notify('praxis_instance_ended', $1 || ':' || $2) from inst where $18::boolean),
@@ -180,7 +184,7 @@ parent_ev as (
   insert into praxis.events (tenant_id, instance_id, kind, payload)
   select $1, instance_id, case when status = 'succeeded' then 'result' else 'failure' end, jsonb_build_object('invocationId', id) from parent_fin
   returning instance_id),
-parent_job as (select graphile_worker.add_job('praxis.evaluate', json_build_object('t', $1::text, 'i', instance_id::text), max_attempts := 25) as job from parent_ev),
+parent_job as (select graphile_worker.add_job(${evaluateTaskSql('$1::text')}, json_build_object('t', $1::text, 'i', instance_id::text), max_attempts := 25) as job from parent_ev),
 -- The fused step completes its own graphile-worker job in the same commit (a queue-less job, as
 -- invoke jobs are): the worker's later completion then deletes nothing and writes no WAL, so a step
 -- costs one durable commit, and a crash after it cannot run the function again.
@@ -199,8 +203,11 @@ export interface WriteGuard {
   result: FinishedResult
   /** The graphile-worker job running this invocation, completed by the same commit. */
   jobId?: string
-  /** Eager dispatch: lock the first new invocation on one of `pools` to `owner`, to run at once. */
-  eager?: { owner: string; pools: string[] }
+  /**
+   * Eager dispatch: lock the first new invocation on one of `pools` to `owner`, to run at once;
+   * only when the instance belongs to `tenantId`, the tenant the worker serves.
+   */
+  eager?: { owner: string; tenantId: string; pools: string[] }
 }
 
 /** A job the write locked to the writing worker (eager dispatch): run it, then complete it. */
@@ -218,7 +225,7 @@ export async function writeEvaluation(client: Queryable, w: EvaluationWrite, gua
       text: WRITE_SQL,
       values: [w.tenantId, w.instanceId, JSON.stringify(w.facts), JSON.stringify(w.ruleState), w.status, JSON.stringify(w.result), JSON.stringify(w.error), w.bundleId,
         JSON.stringify(w.timeline), JSON.stringify(w.calls), w.consumedEventIds, guard?.expectedRevision ?? null, guard?.invocationId ?? null,
-        r?.status ?? null, r?.status === 'succeeded' ? JSON.stringify(r.output) : null, r?.status === 'failed' ? JSON.stringify(r.failure) : null, r?.attempts ?? null, w.ended, guard?.jobId ?? null, guard?.eager?.owner ?? null, guard?.eager?.pools ?? []],
+        r?.status ?? null, r?.status === 'succeeded' ? JSON.stringify(r.output) : null, r?.status === 'failed' ? JSON.stringify(r.failure) : null, r?.attempts ?? null, w.ended, guard?.jobId ?? null, guard?.eager?.owner ?? null, guard?.eager?.pools ?? [], guard?.eager?.tenantId ?? null],
     })
     const row = rows[0]!
     if (guard && row.finished === 0) return 'duplicate'
@@ -238,22 +245,23 @@ from praxis.instances i join praxis.services s on s.tenant_id = i.tenant_id and 
 where i.tenant_id = $1 and i.id = $2`
 
 /**
- * Creates graphile-worker task rows for the invoke queues of `pools`, committed, so an evaluation
- * write can find them; each queue once per `known` set. It runs on a connection of its own, not
- * one from the pool: its callers may hold pooled connections in open transactions, and waiting
- * for another from an exhausted pool would deadlock them.
+ * Creates graphile-worker task rows for `tenantId`'s invoke queues of `pools`, committed, so an
+ * evaluation write can find them; each queue once per `known` set (it holds task identifiers).
+ * `tenantId` is the tenant of the instance whose evaluation makes the calls. It runs on a
+ * connection of its own, not one from the pool: its callers may hold pooled connections in open
+ * transactions, and waiting for another from an exhausted pool would deadlock them.
  */
-export async function ensureTasks(pool: pg.Pool, pools: readonly string[], known: Set<string>): Promise<void> {
-  const missing = [...new Set(pools)].filter((p) => !known.has(p))
+export async function ensureTasks(pool: pg.Pool, tenantId: string, pools: readonly string[], known: Set<string>): Promise<void> {
+  const missing = [...new Set(pools.map((p) => invokeTask(tenantId, p)))].filter((t) => !known.has(t))
   if (missing.length === 0) return
   const client = new pg.Client(pool.options)
   await client.connect()
   try {
-    await client.query("insert into graphile_worker._private_tasks (identifier) select 'praxis.invoke.' || unnest($1::text[]) on conflict do nothing", [missing])
+    await client.query('insert into graphile_worker._private_tasks (identifier) select unnest($1::text[]) on conflict do nothing', [missing])
   } finally {
     await client.end()
   }
-  for (const p of missing) known.add(p)
+  for (const t of missing) known.add(t)
 }
 
 /** Reads an instance as an evaluation needs it, without a lock (the optimistic fused step). */

@@ -2,6 +2,7 @@
 import type pg from 'pg'
 import type { Json } from '../../sdk/index.js'
 import type { LockedInstance } from './instances.js'
+import { invokeTaskSql } from './tasks.js'
 
 type Queryable = Pick<pg.PoolClient, 'query'>
 
@@ -51,14 +52,17 @@ export type InvocationJob = Pick<InvocationRow, 'tenant_id' | 'id' | 'instance_i
   snapshot?: Omit<LockedInstance, 'tenant_id' | 'id' | 'pending'> | null
 }
 
-/** Records a failed attempt and schedules the next one after `delayMs`, in one statement. */
+/**
+ * Records a failed attempt and schedules the next one after `delayMs`, in one statement. The job
+ * goes to the queue of the invocation row's own tenant and pool (not the job payload's).
+ */
 export async function scheduleRetry(client: Queryable, job: InvocationJob, attempt: number, failure: Json, delayMs: number): Promise<boolean> {
   const { rows } = await client.query({
     name: 'praxis_schedule_retry',
-    text: `with inv as (update praxis.invocations set attempts = greatest(attempts, $3), failure = $4 where tenant_id = $1 and id = $2 and status = 'pending' returning id)
-           select graphile_worker.add_job('praxis.invoke.' || $5::text, $8::json, run_at := now() + $6 * interval '1 millisecond', max_attempts := 25, priority := $7::int)
+    text: `with inv as (update praxis.invocations set attempts = greatest(attempts, $3), failure = $4 where tenant_id = $1 and id = $2 and status = 'pending' returning tenant_id, pool)
+           select graphile_worker.add_job(${invokeTaskSql('inv.tenant_id', 'inv.pool')}, $7::json, run_at := now() + $5 * interval '1 millisecond', max_attempts := 25, priority := $6::int)
            from inv`,
-    values: [job.tenant_id, job.id, attempt, JSON.stringify(failure), job.pool, delayMs, Math.max(-32768, Math.min(32767, -job.priority)), JSON.stringify({ ...job, attempts: attempt, snapshot: null })],
+    values: [job.tenant_id, job.id, attempt, JSON.stringify(failure), delayMs, Math.max(-32768, Math.min(32767, -job.priority)), JSON.stringify({ ...job, attempts: attempt, snapshot: null })],
   })
   return rows.length > 0
 }

@@ -15,15 +15,19 @@ export interface TestPlatform {
   /** Sends a request with the tenant's key; returns status and parsed body. */
   request(method: 'GET' | 'POST', url: string, body?: unknown, apiKey?: string): Promise<{ status: number; body: any }>
   deploy(serviceDir: string, as?: string): Promise<{ status: number; body: any }>
-  startWorker(serviceDir: string, options?: { leaseMs?: number; concurrency?: number }): Promise<WorkerHandle>
+  /** A worker for the platform's tenant ('acme'), or for `tenantId`. */
+  startWorker(serviceDir: string, options?: { leaseMs?: number; concurrency?: number; tenantId?: string }): Promise<WorkerHandle>
   close(): Promise<void>
 }
 
 export const silent = pino({ level: 'silent' })
 
+/** The tenant a test platform's key, deploys and workers belong to. */
+export const TENANT = 'acme'
+
 export async function startTestPlatform(): Promise<TestPlatform> {
   const db = await createTestDatabase()
-  const { apiKey } = await ensureTenant(db.pool, 'acme')
+  const { apiKey } = await ensureTenant(db.pool, TENANT)
   const api = await buildApi({ pool: db.pool, databaseUrl: db.url, log: pino({ level: process.env.TEST_LOG ?? 'silent' }) })
   await api.ready()
   const workers: WorkerHandle[] = []
@@ -41,7 +45,7 @@ export async function startTestPlatform(): Promise<TestPlatform> {
     },
     async startWorker(serviceDir, options = {}) {
       const { functions } = await loadService(serviceDir)
-      const worker = await startWorker({ pool: db.pool, log: silent, functions, concurrency: options.concurrency ?? 4, leaseMs: options.leaseMs ?? 15_000 })
+      const worker = await startWorker({ pool: db.pool, log: silent, tenantId: options.tenantId ?? TENANT, functions, concurrency: options.concurrency ?? 4, leaseMs: options.leaseMs ?? 15_000 })
       workers.push(worker)
       return worker
     },

@@ -1,0 +1,170 @@
+/**
+ * The host's checks on everything a tenant isolate returns (DESIGN.md, "The tenancy boundary").
+ * Rule code shares its isolate with the engine and can make it answer anything, so an answer is
+ * held to its shape, to the platform's limits, and to what the tenant deployed:
+ * - facts: a JSON object, at most `maxFactsBytes` as JSON and `maxDepth` deep;
+ * - calls: at most `maxCalls`; each names a function of a service this tenant deployed (its pool,
+ *   retry and timeout come from that service's stored manifest, never from the isolate), or is a
+ *   child start (`service.workflow`, started among this tenant's services only); input at most
+ *   `maxInputBytes` and `maxDepth` deep;
+ *   priority within ±`maxPriority`; the manifest's retry and timeout within the platform's limits;
+ * - rule state only for the workflow's own rule fingerprints; a bounded timeline.
+ * A breach fails the instance with the limit's own code; nothing of the answer is applied.
+ */
+import { z } from 'zod'
+import type { Json } from '../../sdk/index.js'
+import type { ManifestFunction } from '../../sdk/manifest.js'
+import type { Limits } from '../config.js'
+import type { ChainResult, RecordedCall, TimelineDraft } from './chain.js'
+import type { LoadedWorkflow } from './workflow.js'
+
+/** The pool child-workflow starts go through (sdk/stub.ts CHILD_POOL). */
+const CHILD_POOL = '@child'
+
+/** A limit breach or a malformed answer: the instance fails with `code`. */
+export class CheckFailure extends Error {
+  constructor(readonly code: string, message: string, readonly details: Json = null) {
+    super(message)
+  }
+}
+
+/** How deep a JSON value nests, counted iteratively (a hostile value must not overflow the host's stack); stops past `max`. */
+export function jsonDepth(value: unknown, max: number): number {
+  let deepest = 0
+  const stack: [unknown, number][] = [[value, 0]]
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!
+    if (typeof v !== 'object' || v === null) continue
+    if (depth + 1 > deepest) deepest = depth + 1
+    if (deepest > max) return deepest
+    for (const child of Array.isArray(v) ? v : Object.values(v)) if (typeof child === 'object' && child !== null) stack.push([child, depth + 1])
+  }
+  return deepest
+}
+
+/** What a deployed service offers to calls: its functions (from the stored manifest) and workflows. */
+export interface ServiceCatalog {
+  functions: ReadonlyMap<string, ManifestFunction> | null
+  workflows: ReadonlySet<string>
+}
+
+/** Finds a service of the instance's tenant, or null when the tenant never deployed it. */
+export type CatalogLookup = (service: string) => Promise<ServiceCatalog | null>
+
+const Outcome = z.union([
+  z.object({ status: z.literal('completed'), result: z.unknown() }),
+  z.object({ status: z.literal('failed'), error: z.object({ message: z.string(), details: z.unknown() }) }),
+])
+const Call = z.object({
+  function: z.string().max(300),
+  pool: z.string().max(300),
+  input: z.unknown(),
+  key: z.string().max(1000).nullable(),
+  priority: z.number(),
+  rule: z.string().max(300),
+})
+const Answer = z.object({
+  facts: z.record(z.string(), z.unknown()),
+  ruleState: z.record(z.string(), z.boolean()),
+  timeline: z.array(z.object({ kind: z.string().max(100), rule: z.string().max(300).nullable().optional(), data: z.record(z.string(), z.unknown()) })),
+  calls: z.array(z.unknown()),
+  outcome: Outcome.nullable(),
+  changed: z.boolean(),
+  firings: z.number().int().min(0),
+})
+
+/** Parses and checks an isolate's answer to `chain`, resolving each call against the tenant's services. */
+export async function checkChainResult(text: string, workflow: LoadedWorkflow, service: string, limits: Limits, lookup: CatalogLookup): Promise<ChainResult> {
+  // The answer can only be as large as what it may contain: facts, calls and their timeline entries.
+  const maxBytes = 4 * limits.maxFactsBytes + 2 * limits.maxCalls * limits.maxInputBytes + 16 * 1024 * 1024
+  if (text.length > maxBytes) throw new CheckFailure('PRX_LIMIT_FACTS', `the evaluation answered ${text.length} bytes, more than facts and calls within the limits can take`)
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (error) {
+    throw new CheckFailure('PRX_RULE_THREW', `the rule sandbox answered with malformed JSON (${(error as Error).message})`)
+  }
+  // Depth before shape: a schema walk of a deeply nested answer would itself recurse.
+  if (jsonDepth((json as { facts?: unknown } | null)?.facts, limits.maxDepth) > limits.maxDepth) {
+    throw new CheckFailure('PRX_LIMIT_FACTS', `facts nest deeper than ${limits.maxDepth} levels (PRAXIS_MAX_DEPTH): keep facts flat, or store large documents elsewhere and keep a reference`)
+  }
+  const calls = (json as { calls?: unknown } | null)?.calls
+  if (Array.isArray(calls) && calls.length > limits.maxCalls) {
+    throw new CheckFailure('PRX_LIMIT_CALLS', `one evaluation made ${calls.length} calls, more than the limit of ${limits.maxCalls} (PRAXIS_MAX_CALLS): fan out in batches (a rule that calls again as results come in)`, { calls: calls.length, limit: limits.maxCalls })
+  }
+  if (jsonDepth(json, limits.maxDepth + 8) > limits.maxDepth + 8) {
+    throw new CheckFailure('PRX_LIMIT_INPUT', `a call input, result or timeline entry nests deeper than ${limits.maxDepth} levels (PRAXIS_MAX_DEPTH)`)
+  }
+  const parsed = Answer.safeParse(json)
+  if (!parsed.success) throw new CheckFailure('PRX_RULE_THREW', `the rule sandbox answered with a malformed evaluation: ${parsed.error.issues.slice(0, 3).map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`)
+  const answer = parsed.data
+  const factsBytes = Buffer.byteLength(JSON.stringify(answer.facts))
+  if (factsBytes > limits.maxFactsBytes) {
+    throw new CheckFailure('PRX_LIMIT_FACTS', `facts would be ${factsBytes} bytes as JSON, more than the limit of ${limits.maxFactsBytes} (PRAXIS_MAX_FACTS_BYTES): keep large data out of facts (store it, keep a reference)`, { bytes: factsBytes, limit: limits.maxFactsBytes })
+  }
+  const fingerprints = new Set(workflow.rules.map((r) => r.fingerprint))
+  const ruleState = Object.fromEntries(Object.entries(answer.ruleState).filter(([fp]) => fingerprints.has(fp)))
+  const maxTimeline = 3 * (workflow.maxFirings + limits.maxCalls) + 1000
+  if (answer.timeline.length > maxTimeline) throw new CheckFailure('PRX_RULE_THREW', `the evaluation answered ${answer.timeline.length} timeline entries, more than ${maxTimeline}`)
+  const resolved: RecordedCall[] = []
+  for (const raw of answer.calls) resolved.push(await checkCall(raw, service, limits, lookup))
+  return {
+    facts: answer.facts as Record<string, Json>,
+    ruleState,
+    timeline: answer.timeline as TimelineDraft[],
+    calls: resolved,
+    outcome: answer.outcome as ChainResult['outcome'],
+    changed: answer.changed,
+    firings: answer.firings,
+  }
+}
+
+async function checkCall(raw: unknown, ownService: string, limits: Limits, lookup: CatalogLookup): Promise<RecordedCall> {
+  const parsed = Call.safeParse(raw)
+  if (!parsed.success) throw new CheckFailure('PRX_RULE_THREW', `the rule sandbox answered with a malformed call: ${parsed.error.issues.slice(0, 3).map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`)
+  const call = parsed.data
+  const name = `${call.function}`
+  if (!Number.isInteger(call.priority) || Math.abs(call.priority) > limits.maxPriority) {
+    throw new CheckFailure('PRX_LIMIT_PRIORITY', `rule ${call.rule} calls ${name} with priority ${call.priority}: priorities are whole numbers from ${-limits.maxPriority} to ${limits.maxPriority} (PRAXIS_MAX_PRIORITY)`, { priority: call.priority, limit: limits.maxPriority })
+  }
+  const inputBytes = Buffer.byteLength(JSON.stringify(call.input ?? null))
+  if (inputBytes > limits.maxInputBytes) {
+    throw new CheckFailure('PRX_LIMIT_INPUT', `rule ${call.rule} calls ${name} with an input of ${inputBytes} bytes, more than the limit of ${limits.maxInputBytes} (PRAXIS_MAX_INPUT_BYTES): pass a reference to large data instead`, { bytes: inputBytes, limit: limits.maxInputBytes })
+  }
+  if (jsonDepth(call.input, limits.maxDepth) > limits.maxDepth) {
+    throw new CheckFailure('PRX_LIMIT_INPUT', `rule ${call.rule} calls ${name} with an input nested deeper than ${limits.maxDepth} levels (PRAXIS_MAX_DEPTH)`)
+  }
+  const base = { rule: call.rule, input: (call.input ?? null) as Json, key: call.key, priority: call.priority }
+  if (call.pool === CHILD_POOL) {
+    // The child is started inside this tenant (the start resolves `service.workflow` among the
+    // tenant's own services); one that is not deployed fails the call, for an error section.
+    if (!/^[A-Za-z][\w-]{0,99}\.[A-Za-z][\w-]{0,99}$/.test(name)) throw new CheckFailure('PRX_RULE_THREW', `rule ${call.rule} starts a workflow named ${JSON.stringify(name.slice(0, 100))}: a child start names service.workflow`)
+    return { ...base, function: name, pool: CHILD_POOL, retry: { attempts: 1, backoff: 'fixed', initialDelayMs: 0, maxDelayMs: 0 }, timeoutMs: 60_000 }
+  }
+  // A stub qualifies its pool by its service (`service:pool`); the host keeps only the service.
+  const colon = call.pool.indexOf(':')
+  const service = colon > 0 ? call.pool.slice(0, colon) : ownService
+  const catalog = await lookup(service)
+  const fn = catalog?.functions?.get(name)
+  if (!fn) {
+    const why = !catalog ? `this tenant has no service ${service}` : !catalog.functions ? `service ${service} was deployed without its manifest (deploy it with \`praxis deploy\`, which sends generated/manifest.json)` : `service ${service} has no function ${name}`
+    throw new CheckFailure('PRX_FUNCTION_UNKNOWN', `rule ${call.rule} calls ${service}.${name}, but ${why}: a rule can call only functions of services its own tenant deployed`, { service, function: name })
+  }
+  const retry = fn.retry
+  if (retry.attempts > limits.maxRetryAttempts || (retry.attempts > 1 && retry.initialDelayMs < limits.minRetryDelayMs) || retry.maxDelayMs > limits.maxRetryDelayMs || retry.initialDelayMs > limits.maxRetryDelayMs) {
+    throw new CheckFailure('PRX_LIMIT_RETRY', `function ${service}.${name} retries ${retry.attempts} times from ${retry.initialDelayMs} ms up to ${retry.maxDelayMs} ms: the platform allows at most ${limits.maxRetryAttempts} attempts and delays from ${limits.minRetryDelayMs} to ${limits.maxRetryDelayMs} ms`, { retry })
+  }
+  if (fn.timeoutMs > limits.maxFunctionTimeoutMs) {
+    throw new CheckFailure('PRX_LIMIT_TIMEOUT', `function ${service}.${name} has a timeout of ${fn.timeoutMs} ms, more than the limit of ${limits.maxFunctionTimeoutMs} ms (PRAXIS_MAX_FUNCTION_TIMEOUT_MS)`, { timeoutMs: fn.timeoutMs })
+  }
+  return { ...base, function: name, pool: `${service}:${fn.pool}`, retry: { attempts: retry.attempts, backoff: retry.backoff, initialDelayMs: retry.initialDelayMs, maxDelayMs: retry.maxDelayMs }, timeoutMs: fn.timeoutMs }
+}
+
+/** Checks the facts `init` produced (the same limits as an evaluation's facts). */
+export function checkFacts(facts: unknown, limits: Limits): Record<string, Json> {
+  if (typeof facts !== 'object' || facts === null || Array.isArray(facts)) throw new CheckFailure('PRX_RULE_THREW', 'init answered facts that are not an object')
+  if (jsonDepth(facts, limits.maxDepth) > limits.maxDepth) throw new CheckFailure('PRX_LIMIT_FACTS', `init returned facts nested deeper than ${limits.maxDepth} levels (PRAXIS_MAX_DEPTH)`)
+  const bytes = Buffer.byteLength(JSON.stringify(facts))
+  if (bytes > limits.maxFactsBytes) throw new CheckFailure('PRX_LIMIT_FACTS', `init returned facts of ${bytes} bytes, more than the limit of ${limits.maxFactsBytes} (PRAXIS_MAX_FACTS_BYTES)`, { bytes, limit: limits.maxFactsBytes })
+  return facts as Record<string, Json>
+}

@@ -1,0 +1,111 @@
+/**
+ * The engine's half of a tenant's isolate. This file is bundled (with chain.ts, conditions.ts and
+ * json-rules-engine) into one script that runs in every isolate *before* the tenant's bundle, so it
+ * sees the pristine built-ins. It:
+ * - first (isolate-prelude.ts) removes what rule code must not have and installs the logical
+ *   clock and seeded random;
+ * - exposes `__praxisEngine`, whose functions the host calls (one call per evaluation, JSON in and
+ *   out) after the bundle has loaded and the built-ins and global have been frozen.
+ * Nothing here is trusted by the host: tenant code shares this isolate and can tamper with it, so
+ * every answer is checked on the host (checks.ts). It only has to be correct for honest bundles.
+ */
+// First: hardening and the logical clock, before any library below initialises.
+import { setClock } from './isolate-prelude.js'
+import type { BundleRuntime, RunRequest, RunResult } from '../../sdk/runtime.js'
+import { chain, type ChainInput } from './chain.js'
+import { indexWorkflow, type LoadedWorkflow, type WorkflowSpec } from './workflow.js'
+
+const g = globalThis as unknown as Record<string, unknown>
+const { parse, stringify } = JSON
+
+const workflows = new Map<string, LoadedWorkflow>()
+let runtime: BundleRuntime | undefined
+const bundle = (): BundleRuntime => {
+  runtime ??= g.__praxis as BundleRuntime | undefined
+  if (!runtime || typeof runtime.run !== 'function') throw new Error('the bundle did not set globalThis.__praxis: build it with `praxis deploy <service-dir>`')
+  return runtime
+}
+let maxFactsBytes = Infinity
+/**
+ * Runs a section. Facts past the size limit fail here, before the engine copies them about (the
+ * host checks the final answer again): only a large answer pays for measuring its facts.
+ */
+const run = (request: RunRequest): RunResult => {
+  const text = bundle().run(stringify(request))
+  const result = parse(text) as RunResult
+  if (text.length > maxFactsBytes && result.ok) {
+    const bytes = stringify(result.facts).length
+    if (bytes > maxFactsBytes) return { ok: false, error: { code: 'PRX_LIMIT_FACTS', message: `facts would be about ${bytes} bytes as JSON, more than the limit of ${maxFactsBytes} (PRAXIS_MAX_FACTS_BYTES): keep large data out of facts (store it, keep a reference)` } }
+  }
+  return result
+}
+
+/**
+ * Deep-freezes every object reachable from the global: built-ins, their prototypes, the global
+ * itself, so no evaluation can leave state for the next. A writable property of a prototype becomes
+ * an accessor whose setter defines the property on the receiver, for the few names code commonly
+ * assigns on its own objects (`this.name` in an Error subclass: the "override mistake"), so such code
+ * keeps working on frozen prototypes. Methods stay data properties: an accessor per call is slow.
+ */
+const OVERRIDABLE = new Set<PropertyKey>(['constructor', 'name', 'message', 'toString', 'toLocaleString', 'valueOf', 'toJSON', 'hasOwnProperty', 'isPrototypeOf', 'propertyIsEnumerable', 'then', Symbol.toStringTag])
+
+function freezeAll(): void {
+  const seen = new Set<unknown>()
+  const stack: { value: unknown; prototype: boolean }[] = [{ value: globalThis, prototype: false }]
+  while (stack.length > 0) {
+    const { value, prototype } = stack.pop()!
+    if ((typeof value !== 'object' && typeof value !== 'function') || value === null || seen.has(value)) continue
+    seen.add(value)
+    for (const key of Reflect.ownKeys(value)) {
+      const descriptor = Reflect.getOwnPropertyDescriptor(value, key)
+      if (!descriptor) continue
+      if (prototype && descriptor.writable && descriptor.configurable && OVERRIDABLE.has(key)) tame(value, key, descriptor)
+      stack.push({ value: descriptor.value, prototype: key === 'prototype' }, { value: descriptor.get, prototype: false }, { value: descriptor.set, prototype: false })
+    }
+    stack.push({ value: Reflect.getPrototypeOf(value), prototype: true })
+    Object.freeze(value)
+  }
+}
+
+function tame(holder: object, key: PropertyKey, descriptor: PropertyDescriptor): void {
+  const value: unknown = descriptor.value
+  Object.defineProperty(holder, key, {
+    get: () => value,
+    set(this: unknown, next: unknown) {
+      if (this === holder) throw new TypeError(`Cannot assign to read only property ${String(key)} of a frozen built-in`)
+      Object.defineProperty(this, key, { value: next, writable: true, enumerable: true, configurable: true })
+    },
+    enumerable: descriptor.enumerable ?? false,
+    configurable: false,
+  })
+}
+
+g.__praxisEngine = {
+  describe: (): string => bundle().describe(),
+  setup(setupJson: string): void {
+    const setup = parse(setupJson) as { workflows: WorkflowSpec[]; maxFactsBytes: number }
+    for (const spec of setup.workflows) workflows.set(spec.name, indexWorkflow(spec))
+    maxFactsBytes = setup.maxFactsBytes
+    runtime = bundle()
+    // Libraries have loaded (some keep a reference to the timer stubs); rule code gets no timers.
+    for (const name of ['setTimeout', 'setInterval', 'setImmediate', 'clearTimeout', 'clearInterval', 'clearImmediate']) delete g[name]
+    freezeAll()
+  },
+  init(requestJson: string): string {
+    const r = parse(requestJson) as { workflow: string; input: unknown; now: number; seed: number }
+    setClock(r.now, r.seed)
+    return bundle().init(r.workflow, stringify(r.input ?? null))
+  },
+  checkSignal(requestJson: string): string {
+    const r = parse(requestJson) as { workflow: string; signal: string; payload: unknown; now: number; seed: number }
+    setClock(r.now, r.seed)
+    return bundle().checkSignal(r.workflow, r.signal, stringify(r.payload ?? null))
+  },
+  async chain(requestJson: string): Promise<string> {
+    const r = parse(requestJson) as { workflow: string; input: ChainInput; now: number; seed: number }
+    setClock(r.now, r.seed)
+    const workflow = workflows.get(r.workflow)
+    if (!workflow) throw new Error(`workflow ${r.workflow} is not in this bundle`)
+    return stringify(await chain(run, workflow, r.input))
+  },
+}
