@@ -47,7 +47,7 @@ export async function runWorker(config: Config, dirs: string[], given: WorkerTen
   const pool = createPool(devDatabaseUrl(config), config.workerConcurrency + 4)
   try {
     const tenantId = await resolveWorkerTenant(pool, given)
-    const worker = await startWorker({ pool, log, tenantId, functions, concurrency: config.workerConcurrency, leaseMs: config.leaseMs })
+    const worker = await startWorker({ pool, log, tenantId, functions, concurrency: config.workerConcurrency, leaseMs: config.leaseMs, limits: config.limits })
     await new Promise<void>((resolve) => {
       process.once('SIGINT', resolve)
       process.once('SIGTERM', resolve)

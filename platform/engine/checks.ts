@@ -1,5 +1,5 @@
 /**
- * The host's checks on everything a tenant isolate returns (DESIGN.md, "The tenancy boundary").
+ * The host's checks on everything a tenant isolate returns: the tenancy boundary.
  * Rule code shares its isolate with the engine and can make it answer anything, so an answer is
  * held to its shape, to the platform's limits, and to what the tenant deployed:
  * - facts: a JSON object, at most `maxFactsBytes` as JSON and `maxDepth` deep;

@@ -233,14 +233,15 @@ export class Evaluator {
    * Forward-chains in the bundle's isolate and checks the answer. Rule code that overruns its
    * time or memory, throws past the engine, or breaches a limit fails the instance (and only it).
    */
-  async #chain(client: Queryable, instance: LockedInstance, bundle: LoadedBundle, handlers: HandlerRun[]): Promise<ChainResult> {
+  async #chain(client: Queryable, instance: LockedInstance, bundle: LoadedBundle, handlers: HandlerRun[], fusedResult: boolean): Promise<ChainResult> {
     const workflow = bundle.workflows.get(instance.workflow)!
-    // Logical time: when this evaluation's event is handled. Rule code's Date and Math.random
-    // derive from the request alone, so running it again gives the same commands.
+    // Logical time: the timestamp of the latest event this evaluation handles (a queued event's
+    // append time; a result handled in the fused step arrives now). Rule code's Date and
+    // Math.random derive from the request alone, so running it again gives the same commands.
     const request = JSON.stringify({
       workflow: instance.workflow,
       input: { facts: instance.facts, ruleState: instance.rule_state, handlers },
-      now: Date.now(),
+      now: fusedResult ? Date.now() : Math.max(0, ...instance.pending.map((e) => e.at ?? 0)) || Date.now(),
       seed: seedOf(`${instance.id}:${instance.revision}`),
     })
     try {
@@ -299,7 +300,7 @@ export class Evaluator {
     const running = instance.status === 'running'
     if (!workflow) failure ??= { message: `workflow ${instance.workflow} is not in the active bundle of service ${instance.service}: deploy a bundle that has it, or cancel the instance`, details: { code: 'PRX_WORKFLOW_NOT_FOUND' } }
     const result = running && workflow && !failure
-      ? await this.#chain(client, instance, bundle, handlers)
+      ? await this.#chain(client, instance, bundle, handlers, results.length > 0)
       : null
     if (result) timeline.push(...result.timeline)
     else {

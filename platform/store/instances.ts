@@ -21,9 +21,10 @@ export interface LockedInstance {
   pending: PendingEvent[]
 }
 
-export interface PendingEvent { id: string; kind: 'signal' | 'result' | 'failure' | 'redeploy'; payload: { name?: string; payload?: Json; invocationId?: string; version?: number } }
+/** An event an evaluation will consume; `at` is when it was appended (ms since the epoch). */
+export interface PendingEvent { id: string; kind: 'signal' | 'result' | 'failure' | 'redeploy'; payload: { name?: string; payload?: Json; invocationId?: string; version?: number }; at?: number }
 
-const PENDING_SQL = `select coalesce(jsonb_agg(jsonb_build_object('id', e.id::text, 'kind', e.kind, 'payload', e.payload) order by e.id), '[]') as pending
+const PENDING_SQL = `select coalesce(jsonb_agg(jsonb_build_object('id', e.id::text, 'kind', e.kind, 'payload', e.payload, 'at', floor(extract(epoch from e.created_at) * 1000)) order by e.id), '[]') as pending
   from praxis.events e where e.tenant_id = $1 and e.instance_id = $2 and e.consumed_at is null`
 
 const LOCK_SQL = `
@@ -64,7 +65,7 @@ with fin as (
   where tenant_id = $1 and id = $3 and status = 'pending' returning *)
 select i.tenant_id, i.id, i.service, i.workflow, i.bundle_id::text, s.active_bundle_id::text, i.status, i.revision, i.facts, i.rule_state,
   (select row_to_json(fin) from fin) as finished,
-  coalesce((select jsonb_agg(jsonb_build_object('id', e.id::text, 'kind', e.kind, 'payload', e.payload) order by e.id)
+  coalesce((select jsonb_agg(jsonb_build_object('id', e.id::text, 'kind', e.kind, 'payload', e.payload, 'at', floor(extract(epoch from e.created_at) * 1000)) order by e.id)
             from praxis.events e where e.tenant_id = i.tenant_id and e.instance_id = i.id and e.consumed_at is null), '[]') as pending
 from praxis.instances i join praxis.services s on s.tenant_id = i.tenant_id and s.name = i.service
 where i.tenant_id = $1 and i.id = $2
@@ -239,7 +240,7 @@ export async function writeEvaluation(client: Queryable, w: EvaluationWrite, gua
 
 const READ_SQL = `
 select i.tenant_id, i.id, i.service, i.workflow, i.bundle_id::text, s.active_bundle_id::text, i.status, i.revision, i.facts, i.rule_state,
-  coalesce((select jsonb_agg(jsonb_build_object('id', e.id::text, 'kind', e.kind, 'payload', e.payload) order by e.id)
+  coalesce((select jsonb_agg(jsonb_build_object('id', e.id::text, 'kind', e.kind, 'payload', e.payload, 'at', floor(extract(epoch from e.created_at) * 1000)) order by e.id)
             from praxis.events e where e.tenant_id = i.tenant_id and e.instance_id = i.id and e.consumed_at is null), '[]') as pending
 from praxis.instances i join praxis.services s on s.tenant_id = i.tenant_id and s.name = i.service
 where i.tenant_id = $1 and i.id = $2`

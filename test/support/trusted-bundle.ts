@@ -1,6 +1,6 @@
 /**
  * A bundle run in this process, for tests of chaining semantics and for the benchmark's
- * unsandboxed baseline. Only for the project's own fixtures: `node:vm` is no boundary (DESIGN.md);
+ * unsandboxed baseline. Only for the project's own fixtures: `node:vm` is no security boundary;
  * the platform itself runs every bundle in a tenant isolate (platform/engine/isolate-sandbox.ts).
  */
 import vm from 'node:vm'
