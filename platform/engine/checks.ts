@@ -63,59 +63,71 @@ const Call = z.object({
   priority: z.number(),
   rule: z.string().max(300),
 })
-const Answer = z.object({
-  facts: z.record(z.string(), z.unknown()),
-  ruleState: z.record(z.string(), z.boolean()),
-  timeline: z.array(z.object({ kind: z.string().max(100), rule: z.string().max(300).nullable().optional(), data: z.record(z.string(), z.unknown()) })),
-  calls: z.array(z.unknown()),
-  outcome: Outcome.nullable(),
-  changed: z.boolean(),
-  firings: z.number().int().min(0),
-})
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value)
 
-/** Parses and checks an isolate's answer to `chain`, resolving each call against the tenant's services. */
+/**
+ * Parses and checks an isolate's answer to `chain`, resolving each call against the tenant's
+ * services. On the hot path (every step): one parse, one depth walk, no copies.
+ */
 export async function checkChainResult(text: string, workflow: LoadedWorkflow, service: string, limits: Limits, lookup: CatalogLookup): Promise<ChainResult> {
   // The answer can only be as large as what it may contain: facts, calls and their timeline entries.
   const maxBytes = 4 * limits.maxFactsBytes + 2 * limits.maxCalls * limits.maxInputBytes + 16 * 1024 * 1024
   if (text.length > maxBytes) throw new CheckFailure('PRX_LIMIT_FACTS', `the evaluation answered ${text.length} bytes, more than facts and calls within the limits can take`)
-  let json: unknown
+  let answer: Record<string, unknown>
   try {
-    json = JSON.parse(text)
+    answer = JSON.parse(text) as Record<string, unknown>
   } catch (error) {
     throw new CheckFailure('PRX_RULE_THREW', `the rule sandbox answered with malformed JSON (${(error as Error).message})`)
   }
-  // Depth before shape: a schema walk of a deeply nested answer would itself recurse.
-  if (jsonDepth((json as { facts?: unknown } | null)?.facts, limits.maxDepth) > limits.maxDepth) {
+  const malformed = (what: string): never => {
+    throw new CheckFailure('PRX_RULE_THREW', `the rule sandbox answered with a malformed evaluation: ${what}`)
+  }
+  if (!isObject(answer)) malformed('not an object')
+  // Depth before anything walks it (iteratively): facts sit one level down, the rest a few more.
+  const depth = jsonDepth(answer, limits.maxDepth + 8)
+  if (depth > limits.maxDepth + 1 && jsonDepth(answer.facts, limits.maxDepth) > limits.maxDepth) {
     throw new CheckFailure('PRX_LIMIT_FACTS', `facts nest deeper than ${limits.maxDepth} levels (PRAXIS_MAX_DEPTH): keep facts flat, or store large documents elsewhere and keep a reference`)
   }
-  const calls = (json as { calls?: unknown } | null)?.calls
-  if (Array.isArray(calls) && calls.length > limits.maxCalls) {
-    throw new CheckFailure('PRX_LIMIT_CALLS', `one evaluation made ${calls.length} calls, more than the limit of ${limits.maxCalls} (PRAXIS_MAX_CALLS): fan out in batches (a rule that calls again as results come in)`, { calls: calls.length, limit: limits.maxCalls })
+  if (Array.isArray(answer.calls) && answer.calls.length > limits.maxCalls) {
+    throw new CheckFailure('PRX_LIMIT_CALLS', `one evaluation made ${answer.calls.length} calls, more than the limit of ${limits.maxCalls} (PRAXIS_MAX_CALLS): fan out in batches (a rule that calls again as results come in)`, { calls: answer.calls.length, limit: limits.maxCalls })
   }
-  if (jsonDepth(json, limits.maxDepth + 8) > limits.maxDepth + 8) {
-    throw new CheckFailure('PRX_LIMIT_INPUT', `a call input, result or timeline entry nests deeper than ${limits.maxDepth} levels (PRAXIS_MAX_DEPTH)`)
+  if (depth > limits.maxDepth + 8) throw new CheckFailure('PRX_LIMIT_INPUT', `a call input, result or timeline entry nests deeper than ${limits.maxDepth} levels (PRAXIS_MAX_DEPTH)`)
+  const { facts, ruleState, timeline, calls, outcome, changed, firings } = answer
+  if (!isObject(facts)) malformed('facts is not an object')
+  if (!isObject(ruleState)) malformed('ruleState is not an object')
+  if (!Array.isArray(timeline)) malformed('timeline is not an array')
+  if (!Array.isArray(calls)) malformed('calls is not an array')
+  if (typeof changed !== 'boolean' || !Number.isInteger(firings) || (firings as number) < 0) malformed('changed or firings is not what it must be')
+  if (outcome !== null && !Outcome.safeParse(outcome).success) malformed('outcome is neither null, completed nor failed')
+  // UTF-8 takes at most 3 bytes per UTF-16 unit: a short answer cannot hold too many bytes of facts.
+  if (3 * text.length > limits.maxFactsBytes) {
+    const factsBytes = Buffer.byteLength(JSON.stringify(facts))
+    if (factsBytes > limits.maxFactsBytes) {
+      throw new CheckFailure('PRX_LIMIT_FACTS', `facts would be ${factsBytes} bytes as JSON, more than the limit of ${limits.maxFactsBytes} (PRAXIS_MAX_FACTS_BYTES): keep large data out of facts (store it, keep a reference)`, { bytes: factsBytes, limit: limits.maxFactsBytes })
+    }
   }
-  const parsed = Answer.safeParse(json)
-  if (!parsed.success) throw new CheckFailure('PRX_RULE_THREW', `the rule sandbox answered with a malformed evaluation: ${parsed.error.issues.slice(0, 3).map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`)
-  const answer = parsed.data
-  const factsBytes = Buffer.byteLength(JSON.stringify(answer.facts))
-  if (factsBytes > limits.maxFactsBytes) {
-    throw new CheckFailure('PRX_LIMIT_FACTS', `facts would be ${factsBytes} bytes as JSON, more than the limit of ${limits.maxFactsBytes} (PRAXIS_MAX_FACTS_BYTES): keep large data out of facts (store it, keep a reference)`, { bytes: factsBytes, limit: limits.maxFactsBytes })
-  }
-  const fingerprints = new Set(workflow.rules.map((r) => r.fingerprint))
-  const ruleState = Object.fromEntries(Object.entries(answer.ruleState).filter(([fp]) => fingerprints.has(fp)))
   const maxTimeline = 3 * (workflow.maxFirings + limits.maxCalls) + 1000
-  if (answer.timeline.length > maxTimeline) throw new CheckFailure('PRX_RULE_THREW', `the evaluation answered ${answer.timeline.length} timeline entries, more than ${maxTimeline}`)
+  const entries = timeline as unknown[]
+  if (entries.length > maxTimeline) malformed(`${entries.length} timeline entries, more than ${maxTimeline}`)
+  for (const entry of entries) {
+    const e = entry as Record<string, unknown>
+    if (!isObject(e) || typeof e.kind !== 'string' || e.kind.length > 100 || !isObject(e.data) || !(e.rule === undefined || e.rule === null || (typeof e.rule === 'string' && e.rule.length <= 300))) malformed('a timeline entry is not { kind, rule, data }')
+  }
+  const known = new Set(workflow.rules.map((r) => r.fingerprint))
+  const state: Record<string, boolean> = {}
+  for (const [fingerprint, truth] of Object.entries(ruleState as Record<string, unknown>)) {
+    if (known.has(fingerprint) && typeof truth === 'boolean') state[fingerprint] = truth
+  }
   const resolved: RecordedCall[] = []
-  for (const raw of answer.calls) resolved.push(await checkCall(raw, service, limits, lookup))
+  for (const raw of calls as unknown[]) resolved.push(await checkCall(raw, service, limits, lookup))
   return {
-    facts: answer.facts as Record<string, Json>,
-    ruleState,
-    timeline: answer.timeline as TimelineDraft[],
+    facts: facts as Record<string, Json>,
+    ruleState: state,
+    timeline: entries as TimelineDraft[],
     calls: resolved,
-    outcome: answer.outcome as ChainResult['outcome'],
-    changed: answer.changed,
-    firings: answer.firings,
+    outcome: outcome as ChainResult['outcome'],
+    changed: changed as boolean,
+    firings: firings as number,
   }
 }
 

@@ -12,6 +12,7 @@
 // First: hardening and the logical clock, before any library below initialises.
 import { setClock } from './isolate-prelude.js'
 import type { BundleRuntime, RunRequest, RunResult } from '../../sdk/runtime.js'
+import { readPath } from '../../sdk/facts.js'
 import { chain, type ChainInput } from './chain.js'
 import { indexWorkflow, type LoadedWorkflow, type WorkflowSpec } from './workflow.js'
 
@@ -27,17 +28,37 @@ const bundle = (): BundleRuntime => {
 }
 let maxFactsBytes = Infinity
 /**
- * Runs a section. Facts past the size limit fail here, before the engine copies them about (the
- * host checks the final answer again): only a large answer pays for measuring its facts.
+ * Runs a section (objects in and out when the bundle's runtime offers it, else its JSON protocol).
+ * Facts that a section grows past the size limit fail here, before the engine copies them about
+ * (the host checks the final answer again); measuring stops at the limit, so it costs little.
  */
 const run = (request: RunRequest): RunResult => {
-  const text = bundle().run(stringify(request))
-  const result = parse(text) as RunResult
-  if (text.length > maxFactsBytes && result.ok) {
-    const bytes = stringify(result.facts).length
-    if (bytes > maxFactsBytes) return { ok: false, error: { code: 'PRX_LIMIT_FACTS', message: `facts would be about ${bytes} bytes as JSON, more than the limit of ${maxFactsBytes} (PRAXIS_MAX_FACTS_BYTES): keep large data out of facts (store it, keep a reference)` } }
+  const runtime = bundle()
+  const result = typeof runtime.execute === 'function' ? runtime.execute(request) : parse(runtime.run(stringify(request))) as RunResult
+  if (result.ok && result.changes.length > 0) {
+    let bytes = 0
+    for (const path of result.changes) bytes += approxBytes(readPath(result.facts, path), maxFactsBytes - bytes)
+    if (bytes > maxFactsBytes) return { ok: false, error: { code: 'PRX_LIMIT_FACTS', message: `a rule section set more than ${maxFactsBytes} bytes of facts (PRAXIS_MAX_FACTS_BYTES): keep large data out of facts (store it, keep a reference)` } }
   }
   return result
+}
+
+/** About how many bytes `value` takes as JSON; stops counting once past `budget`. */
+function approxBytes(value: unknown, budget: number): number {
+  let bytes = 0
+  const stack: unknown[] = [value]
+  while (stack.length > 0 && bytes <= budget) {
+    const v = stack.pop()
+    if (typeof v === 'string') bytes += v.length + 2
+    else if (typeof v === 'object' && v !== null) {
+      for (const [key, child] of Object.entries(v)) {
+        bytes += key.length + 4
+        stack.push(child)
+      }
+      bytes += 2
+    } else bytes += 8
+  }
+  return bytes
 }
 
 /**
