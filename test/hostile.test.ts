@@ -273,6 +273,9 @@ const CASES: Case[] = [
   { name: 'reaction-clock', where: 'reaction', probe: 'clock', expect: { completes: clockCheck('event') } },
   counterCase('reaction-global-counter', 'global-counter', 'reaction'),
   { name: 'reaction-huge-calls', where: 'reaction', probe: 'huge-calls', expect: { fails: ['PRX_LIMIT_CALLS'] } },
+  // The finding: facts nested 3,000 deep set in a worker-side reaction overflowed the worker's stack,
+  // and the job was retried for days while the instance stayed running.
+  { name: 'reaction-deep-facts', where: 'reaction', probe: 'deep-facts', expect: { fails: ['PRX_LIMIT_FACTS'] } },
 
   // --- error section (runs for a function that failed for good) -----------------------------
   { name: 'error-throw', where: 'error', probe: 'throw', expect: { fails: ['PRX_RULE_THREW'] } },
