@@ -81,6 +81,13 @@ describe('facts and shape', () => {
     expect((await failure(answer({ outcome: { status: 'hacked' } }))).code).toBe('PRX_RULE_THREW')
   })
 
+  it('fails text PostgreSQL cannot store (NUL, a lone surrogate) in facts or a call input at once, instead of a write retried for ever', async () => {
+    expect((await failure(answer({ facts: { a: 'x\u0000y' } }))).code).toBe('PRX_FACTS_INVALID')
+    expect((await failure(answer({ facts: { ['k\ud800']: 1 } }))).code).toBe('PRX_FACTS_INVALID')
+    expect((await failure(answer({ calls: [call({ input: { s: '\udc00' } })] }))).code).toBe('PRX_FACTS_INVALID')
+    expect((await check(answer({ facts: { a: 1, emoji: '\ud83d\ude00' } }))).facts).toEqual({ a: 1, emoji: '\ud83d\ude00' })
+  })
+
   it("keeps rule state only for the workflow's own fingerprints", async () => {
     const result = await check(answer({ ruleState: { 'fp-r': true, forged: true } }))
     expect(result.ruleState).toEqual({ 'fp-r': true })

@@ -4,7 +4,7 @@
  * event loop that never waits for rule code. The API-level hostile suite is test/hostile.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { BundleCache, buildBundle, type LoadedBundle } from '../platform/engine/index.js'
+import { BundleCache, buildBundle, IsolateSandbox, type LoadedBundle } from '../platform/engine/index.js'
 
 let bundles: BundleCache
 let code: string
@@ -28,6 +28,8 @@ describe('determinism', () => {
     const first = await evaluate(bundle, 'clock', { label: 'x', stage: 'new' }, 1_700_000_000_000, 42)
     expect(first.facts).toMatchObject({ stage: 'read', now: 1_700_000_000_000, iso: new Date(1_700_000_000_000).toISOString() })
     expect(first.facts.text).toBe(new Date(1_700_000_000_000).toString())
+    // Intl formats "now" at the logical time too, not the wall clock.
+    expect(first.facts.formatted).toBe(new Intl.DateTimeFormat('en-US', { timeZone: 'UTC', dateStyle: 'medium', timeStyle: 'medium' }).format(1_700_000_000_000))
     const again = await evaluate(bundle, 'clock', { label: 'x', stage: 'new' }, 1_700_000_000_000, 42)
     expect(again).toEqual(first)
     // Another instance or revision (another seed) draws other numbers; another event, another time.
@@ -36,7 +38,7 @@ describe('determinism', () => {
     expect(other.facts.now).toBe(1_800_000_000_000)
   })
 
-  it('keeps no state on the global object from one evaluation (or instance) to the next', async () => {
+  it('keeps no state on the global object, or on built-ins it does not reach, from one evaluation (or instance) to the next', async () => {
     const bundle = await bundles.load('tenant-a', 'clock', code)
     const counts: unknown[] = []
     for (let i = 0; i < 3; i++) counts.push((await evaluate(bundle, 'clock', { label: `i${i}`, stage: 'new' }, 1, i)).facts.count)
@@ -65,6 +67,26 @@ describe('overruns', () => {
     expect((await evaluate(other, 'spinner', { spin: false, done: false })).facts).toEqual({ spin: false, done: true })
     // The spinning tenant's isolate was disposed of and loads afresh: its honest instances go on.
     expect((await evaluate(spinning, 'spinner', { spin: false, done: false })).facts).toEqual({ spin: false, done: true })
+  })
+
+  it('times out an evaluation whose promise never settles (a bundle that broke Promise.all), from the host', async () => {
+    const stuck = await bundles.load('tenant-stuck', 'clock', `Promise.all = function () { return new Promise(() => undefined) };\n${code}`)
+    const t0 = Date.now()
+    const failed = await evaluate(stuck, 'clock', { label: 'x', stage: 'new' }).then(() => null, (error: { code?: string }) => error)
+    expect(failed).toMatchObject({ code: 'PRX_RULE_TIMEOUT' })
+    expect(Date.now() - t0).toBeLessThan(30_000)
+    const other = await bundles.load('tenant-b', 'clock', code)
+    expect((await evaluate(other, 'clock', { label: 'b', stage: 'new' })).facts.stage).toBe('read')
+  })
+
+  it('does not take rule code at its word: a thrown "timed out" message is a throw, and the isolate stays', async () => {
+    const liar = await bundles.load('tenant-liar', 'clock', `${code};\nglobalThis.__praxis.execute = () => { throw new Error('Script execution timed out.') };`)
+    const failed = await evaluate(liar, 'clock', { label: 'x', stage: 'new' }).then(() => null, (error: { code?: string }) => error)
+    expect(failed).toMatchObject({ code: 'PRX_RULE_THREW' })
+    const sandbox = bundles.sandbox as IsolateSandbox
+    const loaded = sandbox.size
+    await evaluate(liar, 'clock', { label: 'x', stage: 'new' }).catch(() => undefined)
+    expect(sandbox.size).toBe(loaded)
   })
 
   it('refuses a bundle whose top-level code never ends, without blocking the host', async () => {

@@ -10,7 +10,7 @@ import { DEFAULT_LIMITS, type Limits } from '../config.js'
 import { PraxisError } from '../errors.js'
 import { getBundleCode, getServiceCatalog } from '../store/index.js'
 import { describeBundle, sandboxCode, type LoadedBundle } from './bundle.js'
-import type { CatalogLookup, ServiceCatalog } from './checks.js'
+import { answerLimit, type CatalogLookup, type ServiceCatalog } from './checks.js'
 import { IsolateSandbox } from './isolate-sandbox.js'
 import type { RuleSandbox } from './sandbox.js'
 
@@ -52,7 +52,7 @@ export class BundleCache {
 
   /** Loads `code` into the tenant's isolate for it (deploy-time validation does this too). */
   async load(tenantId: string, service: string, code: string, codeHash = createHash('sha256').update(code).digest('hex')): Promise<LoadedBundle> {
-    const sandbox = sandboxCode(tenantId, service, code, codeHash, this.limits.maxFactsBytes, (described) => {
+    const sandbox = sandboxCode(tenantId, service, code, codeHash, { maxFactsBytes: this.limits.maxFactsBytes, maxInputBytes: this.limits.maxInputBytes, maxAnswer: answerLimit(this.limits) }, (described) => {
       this.#described.delete(sandbox.key)
       this.#described.set(sandbox.key, described)
       if (this.#described.size > this.limits.sandboxCapacity * 4) this.#described.delete(this.#described.keys().next().value!)

@@ -45,7 +45,7 @@ const Condition: z.ZodType<unknown> = z.lazy(() => z.union([
 /** A bundle's self-description, as the host accepts it. */
 const Description = z.array(z.object({
   name: z.string().regex(/^[A-Za-z][\w-]{0,99}$/, 'must be a workflow name'),
-  maxFirings: z.number().int().min(1).max(1_000_000),
+  maxFirings: z.number().int().min(1).max(10_000),
   signals: z.array(Name).max(1000),
   inputSchema: z.unknown(),
   factsSchema: z.unknown(),
@@ -121,9 +121,9 @@ export function describeBundle(service: string, description: string): { workflow
 /**
  * A bundle ready for the sandbox: `onLoad` receives the checked description each time the bundle
  * is loaded into an isolate (the first load, and again after an eviction or an overrun). Facts
- * past `maxFactsBytes` fail inside the isolate already, before the engine copies them about.
+ * past `maxFactsBytes` fail inside the isolate already, and no answer longer than `maxAnswer` leaves it.
  */
-export function sandboxCode(tenantId: string, service: string, code: string, codeHash: string, maxFactsBytes: number, onLoad: (described: ReturnType<typeof describeBundle>) => void): SandboxCode {
+export function sandboxCode(tenantId: string, service: string, code: string, codeHash: string, limits: { maxFactsBytes: number; maxInputBytes: number; maxAnswer: number }, onLoad: (described: ReturnType<typeof describeBundle>) => void): SandboxCode {
   return {
     key: `${tenantId}:${codeHash}`,
     service,
@@ -131,7 +131,7 @@ export function sandboxCode(tenantId: string, service: string, code: string, cod
     setup(description) {
       const described = describeBundle(service, description)
       onLoad(described)
-      return JSON.stringify({ workflows: [...described.workflows.values()].map(workflowSpec), maxFactsBytes })
+      return JSON.stringify({ workflows: [...described.workflows.values()].map(workflowSpec), maxFactsBytes: limits.maxFactsBytes, maxInputBytes: limits.maxInputBytes, maxAnswer: limits.maxAnswer })
     },
   }
 }

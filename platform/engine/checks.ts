@@ -28,19 +28,56 @@ export class CheckFailure extends Error {
   }
 }
 
-/** How deep a JSON value nests, counted iteratively (a hostile value must not overflow the host's stack); stops past `max`. */
-export function jsonDepth(value: unknown, max: number): number {
+/**
+ * The longest answer an isolate may give (JSON text): facts, calls and timeline of one evaluation.
+ * The engine in the isolate refuses to answer more, so a larger answer never reaches the host.
+ */
+export function answerLimit(limits: Limits): number {
+  return 8 * limits.maxFactsBytes + 8 * 1024 * 1024
+}
+
+/** Text PostgreSQL cannot store: NUL, or half of a surrogate pair. */
+// eslint-disable-next-line no-control-regex -- NUL is exactly what must be found
+const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
+
+/**
+ * How deep a JSON value nests (counted iteratively: a hostile value must not overflow the host's
+ * stack; the walk stops past `max`), and whether any string or key in it is text PostgreSQL
+ * refuses (which would fail the write and leave the instance retried for ever).
+ */
+export function scanJson(value: unknown, max: number): { depth: number; unstorable: boolean } {
   let deepest = 0
+  let unstorable = typeof value === 'string' && UNSTORABLE.test(value)
   const stack: [unknown, number][] = [[value, 0]]
   while (stack.length > 0) {
     const [v, depth] = stack.pop()!
     if (typeof v !== 'object' || v === null) continue
     if (depth + 1 > deepest) deepest = depth + 1
-    if (deepest > max) return deepest
-    for (const child of Array.isArray(v) ? v : Object.values(v)) if (typeof child === 'object' && child !== null) stack.push([child, depth + 1])
+    if (deepest > max) break
+    if (Array.isArray(v)) {
+      for (const child of v) {
+        if (typeof child === 'object' && child !== null) stack.push([child, depth + 1])
+        else if (!unstorable && typeof child === 'string' && UNSTORABLE.test(child)) unstorable = true
+      }
+    } else {
+      for (const key in v) {
+        const child = (v as Record<string, unknown>)[key]
+        if (!unstorable && UNSTORABLE.test(key)) unstorable = true
+        if (typeof child === 'object' && child !== null) stack.push([child, depth + 1])
+        else if (!unstorable && typeof child === 'string' && UNSTORABLE.test(child)) unstorable = true
+      }
+    }
   }
-  return deepest
+  return { depth: deepest, unstorable }
 }
+
+/** How deep a JSON value nests (see scanJson). */
+export function jsonDepth(value: unknown, max: number): number {
+  return scanJson(value, max).depth
+}
+
+const unstorableText = (where: string): CheckFailure =>
+  new CheckFailure('PRX_FACTS_INVALID', `${where} holds text PostgreSQL cannot store (a \\u0000 or half of a surrogate pair): remove it, or encode binary data (base64)`)
 
 /** What a deployed service offers to calls: its functions (from the stored manifest) and workflows. */
 export interface ServiceCatalog {
@@ -70,9 +107,8 @@ const isObject = (value: unknown): value is Record<string, unknown> => typeof va
  * services. On the hot path (every step): one parse, one depth walk, no copies.
  */
 export async function checkChainResult(text: string, workflow: LoadedWorkflow, service: string, limits: Limits, lookup: CatalogLookup): Promise<ChainResult> {
-  // The answer can only be as large as what it may contain: facts, calls and their timeline entries.
-  const maxBytes = 4 * limits.maxFactsBytes + 2 * limits.maxCalls * limits.maxInputBytes + 16 * 1024 * 1024
-  if (text.length > maxBytes) throw new CheckFailure('PRX_LIMIT_FACTS', `the evaluation answered ${text.length} bytes, more than facts and calls within the limits can take`)
+  const maxAnswer = answerLimit(limits)
+  if (text.length > maxAnswer) throw new CheckFailure('PRX_LIMIT_FACTS', `the evaluation answered ${text.length} characters, more than the ${maxAnswer} its facts, calls and timeline may take`)
   let answer: Record<string, unknown>
   try {
     answer = JSON.parse(text) as Record<string, unknown>
@@ -84,7 +120,7 @@ export async function checkChainResult(text: string, workflow: LoadedWorkflow, s
   }
   if (!isObject(answer)) malformed('not an object')
   // Depth before anything walks it (iteratively): facts sit one level down, the rest a few more.
-  const depth = jsonDepth(answer, limits.maxDepth + 8)
+  const { depth, unstorable } = scanJson(answer, limits.maxDepth + 8)
   if (depth > limits.maxDepth + 1 && jsonDepth(answer.facts, limits.maxDepth) > limits.maxDepth) {
     throw new CheckFailure('PRX_LIMIT_FACTS', `facts nest deeper than ${limits.maxDepth} levels (PRAXIS_MAX_DEPTH): keep facts flat, or store large documents elsewhere and keep a reference`)
   }
@@ -92,6 +128,7 @@ export async function checkChainResult(text: string, workflow: LoadedWorkflow, s
     throw new CheckFailure('PRX_LIMIT_CALLS', `one evaluation made ${answer.calls.length} calls, more than the limit of ${limits.maxCalls} (PRAXIS_MAX_CALLS): fan out in batches (a rule that calls again as results come in)`, { calls: answer.calls.length, limit: limits.maxCalls })
   }
   if (depth > limits.maxDepth + 8) throw new CheckFailure('PRX_LIMIT_INPUT', `a call input, result or timeline entry nests deeper than ${limits.maxDepth} levels (PRAXIS_MAX_DEPTH)`)
+  if (unstorable) throw unstorableText('what the evaluation wrote (facts, a call input, a result or a timeline entry)')
   const { facts, ruleState, timeline, calls, outcome, changed, firings } = answer
   if (!isObject(facts)) malformed('facts is not an object')
   if (!isObject(ruleState)) malformed('ruleState is not an object')
@@ -175,7 +212,9 @@ async function checkCall(raw: unknown, ownService: string, limits: Limits, looku
 /** Checks the facts `init` produced (the same limits as an evaluation's facts). */
 export function checkFacts(facts: unknown, limits: Limits): Record<string, Json> {
   if (typeof facts !== 'object' || facts === null || Array.isArray(facts)) throw new CheckFailure('PRX_RULE_THREW', 'init answered facts that are not an object')
-  if (jsonDepth(facts, limits.maxDepth) > limits.maxDepth) throw new CheckFailure('PRX_LIMIT_FACTS', `init returned facts nested deeper than ${limits.maxDepth} levels (PRAXIS_MAX_DEPTH)`)
+  const { depth, unstorable } = scanJson(facts, limits.maxDepth)
+  if (depth > limits.maxDepth) throw new CheckFailure('PRX_LIMIT_FACTS', `init returned facts nested deeper than ${limits.maxDepth} levels (PRAXIS_MAX_DEPTH)`)
+  if (unstorable) throw unstorableText('the facts init returned')
   const bytes = Buffer.byteLength(JSON.stringify(facts))
   if (bytes > limits.maxFactsBytes) throw new CheckFailure('PRX_LIMIT_FACTS', `init returned facts of ${bytes} bytes, more than the limit of ${limits.maxFactsBytes} (PRAXIS_MAX_FACTS_BYTES)`, { bytes, limit: limits.maxFactsBytes })
   return facts as Record<string, Json>

@@ -1,7 +1,7 @@
 /** Deploying a bundle: load it to prove it works, store it as the next version, reach old work. */
 import type pg from 'pg'
 import { PraxisError } from '../errors.js'
-import { insertBundle, invokeTask, queueRedeploy, type BundleRow } from '../store/index.js'
+import { insertBundle, invokeTask, queueRedeploy, rollback, type BundleRow } from '../store/index.js'
 import { jsonEqual } from '../../sdk/facts.js'
 import type { ManifestFunction, ServiceManifest } from '../../sdk/manifest.js'
 import type { Limits } from '../config.js'
@@ -27,6 +27,7 @@ export async function deployBundle(pool: pg.Pool, bundles: BundleCache, tenantId
     for (const fn of generated.functions) checkFunction(tenantId, service, fn, bundles.limits)
   }
   const client = await pool.connect()
+  let broken: Error | undefined
   try {
     await client.query('begin')
     const { bundle, created } = await insertBundle(client, { tenantId, service, code, codeHash, manifest, ...(generated ? { generated: JSON.stringify(generated) } : {}) })
@@ -35,10 +36,10 @@ export async function deployBundle(pool: pg.Pool, bundles: BundleCache, tenantId
     bundles.forgetService(tenantId, service)
     return { bundle, created, manifest, reevaluating }
   } catch (error) {
-    await client.query('rollback').catch(() => undefined)
+    broken = await rollback(client)
     throw error
   } finally {
-    client.release()
+    client.release(broken)
   }
 }
 

@@ -11,12 +11,12 @@ import type pg from 'pg'
 import type { Json } from '../../sdk/index.js'
 import { PraxisError } from '../errors.js'
 import {
-  appendEvent, ensureTasks, finishAndLock, finishInvocation, getInvocations, insertInstance, lockInstance, readInstance, writeEvaluation,
+  appendEvent, rollback, ensureTasks, finishAndLock, finishInvocation, getInvocations, insertInstance, lockInstance, readInstance, writeEvaluation,
   type EagerJob, type InvocationJob, type InvocationRow, type LockedInstance, type ParentLink, type PendingEvent, type WriteGuard,
 } from '../store/index.js'
 import { createHash } from 'node:crypto'
 import type { RunResult } from '../../sdk/runtime.js'
-import { ERRORS, type ErrorCode } from '../errors.js'
+import type { ErrorCode } from '../errors.js'
 import type { LoadedBundle } from './bundle.js'
 import type { BundleCache } from './bundle-cache.js'
 import type { ChainResult, HandlerRun, TimelineDraft } from './chain.js'
@@ -82,7 +82,9 @@ export class Evaluator {
     const a = answer as { ok?: unknown; facts?: unknown; error?: { code?: unknown; message?: unknown; details?: unknown } } | null
     if (a?.ok === true) return fn === 'init' ? { ok: true, facts: a.facts as Record<string, Json>, changes: [], calls: [], outcome: null } : { ok: true }
     if (a?.ok === false && typeof a.error?.message === 'string') {
-      return { ok: false, error: { code: typeof a.error.code === 'string' ? a.error.code.slice(0, 100) : 'PRX_RULE_THREW', message: a.error.message.slice(0, 10_000), details: a.error.details } }
+      // Details (zod issues) go into an HTTP answer: bounded, and dropped when large.
+      const details = a.error.details === undefined || JSON.stringify(a.error.details).length > MAX_DETAILS_CHARS ? undefined : a.error.details
+      return { ok: false, error: { code: typeof a.error.code === 'string' ? a.error.code.slice(0, 100) : 'PRX_RULE_THREW', message: a.error.message.slice(0, 10_000), details } }
     }
     throw new PraxisError('PRX_RULE_THREW', `${what} answered malformed JSON: the bundle broke the sandbox protocol`, { details: { code: 'PRX_RULE_THREW' } })
   }
@@ -93,23 +95,21 @@ export class Evaluator {
    * workflow names its `parent`: its end then reaches the parent's reaction or error section.
    */
   async start(tenantId: string, target: { service: string; workflow: string; bundleId: string }, input: unknown, idempotencyKey: string | null, parent: ParentLink | null = null): Promise<{ id: string; created: boolean; summary: EvaluationSummary | null }> {
+    // Rule code runs before a connection is taken: a slow init holds no connection of the pool.
+    const bundle = await this.bundles.get(this.pool, tenantId, target.bundleId)
+    const now = Date.now()
+    const init = await this.#run(bundle, 'init', { workflow: target.workflow, input: input ?? null, now, seed: seedOf(`init:${tenantId}:${target.workflow}:${idempotencyKey ?? now}`) }, `init of ${target.workflow}`)
+    if (!init.ok) throw startError(init.error.code, init.error.message, init.error.details)
+    let facts: Record<string, Json>
+    try {
+      facts = checkFacts((init as { facts?: unknown }).facts, this.bundles.limits)
+    } catch (error) {
+      if (error instanceof CheckFailure) throw startError(error.code, error.message)
+      throw error
+    }
     const client = await this.pool.connect()
     let broken: Error | undefined
     try {
-      const bundle = await this.bundles.get(client, tenantId, target.bundleId)
-      const now = Date.now()
-      const init = await this.#run(bundle, 'init', { workflow: target.workflow, input: input ?? null, now, seed: seedOf(`init:${tenantId}:${target.workflow}:${idempotencyKey ?? now}`) }, `init of ${target.workflow}`)
-      if (!init.ok) {
-        const code = init.error.code in ERRORS ? init.error.code as ErrorCode : 'PRX_BUNDLE_INVALID'
-        throw new PraxisError(code, init.error.message, { details: init.error.details ?? { code: init.error.code } })
-      }
-      let facts: Record<string, Json>
-      try {
-        facts = checkFacts((init as { facts?: unknown }).facts, this.bundles.limits)
-      } catch (error) {
-        if (error instanceof CheckFailure) throw new PraxisError(error.code as ErrorCode, error.message, { details: { code: error.code } })
-        throw error
-      }
       await client.query('begin')
       try {
         const { id, created } = await insertInstance(client, { tenantId, service: target.service, workflow: target.workflow, bundleId: target.bundleId, facts, idempotencyKey, parent })
@@ -336,13 +336,16 @@ export class Evaluator {
   }
 }
 
-/**
- * Rolls back after a failure. Never hand the pool a connection inside an aborted transaction (the
- * next request on it, of any tenant, would fail): when even the rollback fails, returns the error
- * to release the connection with, which destroys it.
- */
-async function rollback(client: pg.PoolClient): Promise<Error | undefined> {
-  return client.query('rollback').then(() => undefined, (error: Error) => error)
+/** Largest `details` of a rule-code failure passed on in an HTTP answer (as JSON text). */
+const MAX_DETAILS_CHARS = 16 * 1024
+
+/** The codes a failure of `init` answers with itself; any other (rule code's own) answers PRX_BUNDLE_INVALID with it in details. */
+const START_CODES = new Set<ErrorCode>(['PRX_INPUT_INVALID', 'PRX_RULE_TIMEOUT', 'PRX_RULE_MEMORY', 'PRX_RULE_THREW', 'PRX_LIMIT_FACTS'])
+
+/** The API error of a start whose `init` failed with `code` (a string rule code may have chosen). */
+function startError(code: string, message: string, details?: unknown): PraxisError {
+  const known = START_CODES.has(code as ErrorCode) ? code as ErrorCode : 'PRX_BUNDLE_INVALID'
+  return new PraxisError(known, message, { details: details ?? { code } })
 }
 
 /** A 32-bit seed for rule code's Math.random, from a text naming the evaluation. */

@@ -27,6 +27,23 @@ Object.defineProperty(RealDate.prototype, 'constructor', { value: LogicalDate, w
 Object.assign(LogicalDate, { now: () => now, parse: RealDate.parse, UTC: RealDate.UTC })
 g.Date = LogicalDate
 
+// Intl formats "now" (no date given) with the engine's own clock: give it the logical time too.
+{
+  const proto = Intl.DateTimeFormat.prototype
+  const format = Object.getOwnPropertyDescriptor(proto, 'format')!.get!
+  const formatToParts = proto.formatToParts
+  Object.defineProperty(proto, 'format', {
+    configurable: true,
+    get(this: Intl.DateTimeFormat) {
+      const bound = format.call(this) as (date?: Date | number) => string
+      return (date?: Date | number) => bound(date === undefined ? now : date)
+    },
+  })
+  proto.formatToParts = function (this: Intl.DateTimeFormat, date?: Date | number) {
+    return formatToParts.call(this, date === undefined ? now : date)
+  }
+}
+
 // A seeded generator (sfc32), reseeded per call from (instance, revision).
 let a = 0, b = 0, c = 0, d = 0
 const random = (): number => {

@@ -64,6 +64,8 @@ interface Loaded {
   evicted: boolean
   /** Disposed of after an overrun: calls still queued on it run again on a new isolate. */
   dead: boolean
+  /** The last call queued: calls run one at a time, so a call's time limit starts when it does. */
+  tail: Promise<unknown>
 }
 
 export class IsolateSandbox implements RuleSandbox {
@@ -83,20 +85,55 @@ export class IsolateSandbox implements RuleSandbox {
       const loaded = await this.#get(code)
       loaded.busy++
       try {
-        const result = await loaded.refs[fn].apply(undefined, [request], { timeout: this.limits.evaluationMs, result: { promise: fn === 'chain' } })
-        if (typeof result !== 'string') throw new SandboxError('PRX_RULE_THREW', 'the rule sandbox answered without JSON text (the bundle replaced the engine?)')
-        return result
+        const turn = loaded.tail.then(() => this.#run(code, loaded, fn, request))
+        loaded.tail = turn.catch(() => undefined)
+        return await turn
       } catch (error) {
         // Disposed of because of another call's overrun while this one waited its turn: not this
         // call's fault, so it runs again on a fresh isolate (bounded: each retry follows an overrun).
-        if (loaded.dead && !ownFailure(error) && attempt < MAX_REQUEUES) continue
-        const failure = classify(error, loaded.isolate, this.limits, 'call')
-        if (failure.code === 'PRX_RULE_TIMEOUT' || failure.code === 'PRX_RULE_MEMORY') this.#discard(code.key, loaded)
-        throw failure
+        if (error === REQUEUE && attempt < MAX_REQUEUES) continue
+        throw error === REQUEUE ? new Error('the rule sandbox kept losing its isolate to other calls\' overruns; try again') : error
       } finally {
         loaded.busy--
         if (loaded.busy === 0 && (loaded.evicted || loaded.dead)) dispose(loaded.isolate)
       }
+    }
+  }
+
+  /**
+   * One call on its isolate, which runs nothing else meanwhile. The host keeps its own clock: a
+   * call past its limit (even one whose promise never settles) is a timeout, whatever rule code
+   * says; an isolate that isolated-vm disposed of during the call ran out of memory; anything else
+   * rule code threw. Errors are told apart by what the host saw, never by their text alone.
+   */
+  async #run(code: SandboxCode, loaded: Loaded, fn: SandboxCall, request: string): Promise<string> {
+    if (loaded.dead || loaded.isolate.isDisposed) throw REQUEUE
+    const limit = this.limits.evaluationMs
+    const started = performance.now()
+    let timer: NodeJS.Timeout | undefined
+    const overrun = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(HOST_TIMEOUT), limit + HOST_GRACE_MS)
+    })
+    try {
+      const result = await Promise.race([loaded.refs[fn].apply(undefined, [request], { timeout: limit, result: { promise: fn === 'chain' } }), overrun])
+      if (typeof result !== 'string') throw new SandboxError('PRX_RULE_THREW', 'the rule sandbox answered without JSON text (the bundle replaced the engine?)')
+      return result
+    } catch (error) {
+      if (error instanceof SandboxError) throw error
+      if (this.#closed) throw new Error('the rule sandbox closed during the call')
+      const elapsed = performance.now() - started
+      if (error === HOST_TIMEOUT || (elapsed >= limit * 0.9 && TIMED_OUT.test(messageOf(error)))) {
+        this.#discard(code.key, loaded)
+        throw new SandboxError('PRX_RULE_TIMEOUT', `rule code ran longer than ${limit} ms in one evaluation (an endless loop?)`)
+      }
+      if (loaded.isolate.isDisposed && !loaded.dead && !loaded.evicted) {
+        this.#discard(code.key, loaded)
+        throw new SandboxError('PRX_RULE_MEMORY', `rule code used more than the sandbox's ${this.limits.memoryMb} MB memory cap`)
+      }
+      if (loaded.dead || loaded.isolate.isDisposed) throw REQUEUE
+      throw new SandboxError('PRX_RULE_THREW', `rule code threw: ${messageOf(error)}`)
+    } finally {
+      clearTimeout(timer)
     }
   }
 
@@ -178,9 +215,9 @@ export class IsolateSandbox implements RuleSandbox {
       const description = await describe!.apply(undefined, [], { timeout: timeout() })
       if (typeof description !== 'string') throw new PraxisError('PRX_BUNDLE_INVALID', 'the bundle did not describe itself: build it with `praxis deploy <service-dir>`')
       await setupRef!.apply(undefined, [code.setup(description)], { timeout: timeout() })
-      return { isolate, refs: { init: init!, checkSignal: checkSignal!, chain: chain! }, busy: 0, evicted: false, dead: false }
+      return { isolate, refs: { init: init!, checkSignal: checkSignal!, chain: chain! }, busy: 0, evicted: false, dead: false, tail: Promise.resolve() }
     } catch (error) {
-      const failure = error instanceof PraxisError ? error : classify(error, isolate, this.limits, 'load')
+      const failure = error instanceof PraxisError ? error : loadFailure(error, isolate, this.limits)
       dispose(isolate)
       if (failure instanceof PraxisError) throw failure
       throw new PraxisError('PRX_BUNDLE_INVALID', `the bundle of ${code.service} failed to load: ${failure.message}`, { details: { code: failure.code } })
@@ -210,26 +247,19 @@ function dispose(isolate: Isolate): void {
 
 /** How many times a call may be run again after other calls' overruns disposed of its isolate. */
 const MAX_REQUEUES = 100
+/** How long past its limit the host waits for a call before it disposes of the isolate itself. */
+const HOST_GRACE_MS = 250
+const HOST_TIMEOUT = Symbol('host timeout')
+const REQUEUE = Symbol('requeue')
+const messageOf = (error: unknown): string => String((error as Error)?.message ?? error).slice(0, 1000)
 const TIMED_OUT = /timed out/i
 const OUT_OF_MEMORY = /memory limit|allocation failed|out of memory/i
 
-/** True when the error is this call's own overrun (not a dispose caused by another call). */
-function ownFailure(error: unknown): boolean {
-  const message = String((error as Error)?.message ?? error)
-  return TIMED_OUT.test(message) || OUT_OF_MEMORY.test(message)
-}
-
-function classify(error: unknown, isolate: Isolate, limits: SandboxLimits, phase: 'load' | 'call'): SandboxError {
+/** Why loading a bundle failed (the deploy is refused either way; this only names the reason). */
+function loadFailure(error: unknown, isolate: Isolate, limits: SandboxLimits): SandboxError {
   if (error instanceof SandboxError) return error
-  const message = String((error as Error)?.message ?? error).slice(0, 1000)
-  if (TIMED_OUT.test(message)) {
-    const ms = phase === 'load' ? limits.loadMs : limits.evaluationMs
-    return new SandboxError('PRX_RULE_TIMEOUT', phase === 'load'
-      ? `its top-level code ran longer than ${ms} ms (an endless loop?)`
-      : `rule code ran longer than ${ms} ms in one evaluation (an endless loop?)`)
-  }
-  if (OUT_OF_MEMORY.test(message) || isolate.isDisposed) {
-    return new SandboxError('PRX_RULE_MEMORY', `rule code used more than the sandbox's ${limits.memoryMb} MB memory cap (${message})`)
-  }
+  const message = messageOf(error)
+  if (TIMED_OUT.test(message)) return new SandboxError('PRX_RULE_TIMEOUT', `its top-level code ran longer than ${limits.loadMs} ms (an endless loop?)`)
+  if (OUT_OF_MEMORY.test(message) || isolate.isDisposed) return new SandboxError('PRX_RULE_MEMORY', `it used more than the sandbox's ${limits.memoryMb} MB memory cap (${message})`)
   return new SandboxError('PRX_RULE_THREW', `rule code threw: ${message}`)
 }

@@ -132,7 +132,9 @@ export async function openDatabase(config: Config, log?: Logger): Promise<Databa
 
 /** A pg pool whose idle-client errors are logged, not thrown at the process. */
 export function createPool(url: string, max: number): pg.Pool {
-  const pool = new pg.Pool({ connectionString: url, max })
+  // A transaction left idle (a bug, or a caller that stopped waiting) ends after a minute instead of
+  // holding its locks and a connection for ever; no Praxis transaction idles near that long.
+  const pool = new pg.Pool({ connectionString: url, max, options: '-c idle_in_transaction_session_timeout=60000' })
   // An idle client that loses its connection emits 'error'; the next query reports the problem.
   pool.on('error', () => undefined)
   pool.on('connect', (client) => client.on('error', () => undefined))
@@ -141,4 +143,13 @@ export function createPool(url: string, max: number): pg.Pool {
 
 function redact(url: string): string {
   return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@')
+}
+
+/**
+ * Rolls back after a failure. Never hand the pool a connection inside an aborted transaction (the
+ * next request on it, of any tenant, would fail): when even the rollback fails, returns the error
+ * to release the connection with, which destroys it.
+ */
+export async function rollback(client: pg.PoolClient): Promise<Error | undefined> {
+  return client.query('rollback').then(() => undefined, (error: Error) => error)
 }
