@@ -89,6 +89,23 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxFunctionTimeoutMs: 60 * 60 * 1000,
 })
 
+/** The environment variable that sets each limit. */
+const LIMIT_VARIABLES = {
+  ruleTimeoutMs: 'PRAXIS_RULE_TIMEOUT_MS',
+  ruleMemoryMb: 'PRAXIS_RULE_MEMORY_MB',
+  bundleLoadMs: 'PRAXIS_BUNDLE_LOAD_MS',
+  sandboxCapacity: 'PRAXIS_SANDBOX_CAPACITY',
+  maxCalls: 'PRAXIS_MAX_CALLS',
+  maxFactsBytes: 'PRAXIS_MAX_FACTS_BYTES',
+  maxDepth: 'PRAXIS_MAX_DEPTH',
+  maxInputBytes: 'PRAXIS_MAX_INPUT_BYTES',
+  maxPriority: 'PRAXIS_MAX_PRIORITY',
+  maxRetryAttempts: 'PRAXIS_MAX_RETRY_ATTEMPTS',
+  minRetryDelayMs: 'PRAXIS_MIN_RETRY_DELAY_MS',
+  maxRetryDelayMs: 'PRAXIS_MAX_RETRY_DELAY_MS',
+  maxFunctionTimeoutMs: 'PRAXIS_MAX_FUNCTION_TIMEOUT_MS',
+} as const satisfies Record<keyof Limits, keyof z.infer<typeof Env>>
+
 export interface Config {
   databaseUrl: string | undefined
   dataDir: string
@@ -118,20 +135,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     workerConcurrency: e.PRAXIS_WORKER_CONCURRENCY,
     leaseMs: e.PRAXIS_LEASE_MS,
     logLevel: e.LOG_LEVEL,
-    limits: {
-      ruleTimeoutMs: e.PRAXIS_RULE_TIMEOUT_MS ?? DEFAULT_LIMITS.ruleTimeoutMs,
-      ruleMemoryMb: e.PRAXIS_RULE_MEMORY_MB ?? DEFAULT_LIMITS.ruleMemoryMb,
-      bundleLoadMs: e.PRAXIS_BUNDLE_LOAD_MS ?? DEFAULT_LIMITS.bundleLoadMs,
-      sandboxCapacity: e.PRAXIS_SANDBOX_CAPACITY ?? DEFAULT_LIMITS.sandboxCapacity,
-      maxCalls: e.PRAXIS_MAX_CALLS ?? DEFAULT_LIMITS.maxCalls,
-      maxFactsBytes: e.PRAXIS_MAX_FACTS_BYTES ?? DEFAULT_LIMITS.maxFactsBytes,
-      maxDepth: e.PRAXIS_MAX_DEPTH ?? DEFAULT_LIMITS.maxDepth,
-      maxInputBytes: e.PRAXIS_MAX_INPUT_BYTES ?? DEFAULT_LIMITS.maxInputBytes,
-      maxPriority: e.PRAXIS_MAX_PRIORITY ?? DEFAULT_LIMITS.maxPriority,
-      maxRetryAttempts: e.PRAXIS_MAX_RETRY_ATTEMPTS ?? DEFAULT_LIMITS.maxRetryAttempts,
-      minRetryDelayMs: e.PRAXIS_MIN_RETRY_DELAY_MS ?? DEFAULT_LIMITS.minRetryDelayMs,
-      maxRetryDelayMs: e.PRAXIS_MAX_RETRY_DELAY_MS ?? DEFAULT_LIMITS.maxRetryDelayMs,
-      maxFunctionTimeoutMs: e.PRAXIS_MAX_FUNCTION_TIMEOUT_MS ?? DEFAULT_LIMITS.maxFunctionTimeoutMs,
-    },
+    limits: Object.fromEntries(Object.entries(LIMIT_VARIABLES).map(([key, variable]) => [key, e[variable] ?? DEFAULT_LIMITS[key as keyof Limits]])) as unknown as Limits,
   }
 }

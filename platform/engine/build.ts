@@ -3,7 +3,7 @@ import { existsSync, realpathSync } from 'node:fs'
 import { builtinModules } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { build, type Plugin } from 'esbuild'
+import { build, type BuildOptions, type Plugin } from 'esbuild'
 import { PraxisError } from '../errors.js'
 import { readFile } from 'node:fs/promises'
 import { ServiceManifest } from '../../sdk/manifest.js'
@@ -11,6 +11,18 @@ import { formatIssues } from '../../sdk/context.js'
 import { sha256 } from './bundle.js'
 
 const RUNTIME_ENTRY = fileURLToPath(new URL('../../sdk/runtime.ts', import.meta.url))
+
+/** How every script that runs in a tenant isolate is built: one self-contained script, no Node APIs. */
+export const SANDBOX_SCRIPT = {
+  bundle: true,
+  write: false,
+  format: 'iife',
+  platform: 'neutral',
+  mainFields: ['module', 'main'],
+  target: 'es2022',
+  legalComments: 'none',
+  logLevel: 'silent',
+} as const satisfies BuildOptions
 
 /**
  * Builds the rules side of the service in `serviceDir` (its `workflows.ts`) into one script.
@@ -28,14 +40,7 @@ export async function buildBundle(serviceDir: string, options: { files?: Readonl
       loader: 'ts',
       sourcefile: 'praxis-bundle-entry.ts',
     },
-    bundle: true,
-    write: false,
-    format: 'iife',
-    platform: 'neutral',
-    mainFields: ['module', 'main'],
-    target: 'es2022',
-    legalComments: 'none',
-    logLevel: 'silent',
+    ...SANDBOX_SCRIPT,
     metafile: true,
     plugins: [nodeBuiltinsUnavailable, ...(options.files ? [inMemoryFiles(options.files)] : [])],
   }).catch((error: { errors?: { text: string; location?: { file: string; line: number } | null }[] }) => {

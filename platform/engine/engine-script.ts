@@ -6,6 +6,7 @@
  */
 import { fileURLToPath } from 'node:url'
 import { build, type Plugin } from 'esbuild'
+import { SANDBOX_SCRIPT } from './build.js'
 
 const source = import.meta.url.endsWith('.ts') ? './isolate-engine.ts' : './isolate-engine.js'
 const ENTRY = fileURLToPath(new URL(source, import.meta.url))
@@ -26,15 +27,8 @@ let script: Promise<string> | undefined
 /** The engine script's source (built on first use, then kept). */
 export function engineScript(): Promise<string> {
   script ??= build({
+    ...SANDBOX_SCRIPT,
     entryPoints: [ENTRY],
-    bundle: true,
-    write: false,
-    format: 'iife',
-    platform: 'neutral',
-    mainFields: ['module', 'main'],
-    target: 'es2022',
-    legalComments: 'none',
-    logLevel: 'silent',
     plugins: [noJsonPath],
   }).then((result) => result.outputFiles[0]!.text)
   return script
