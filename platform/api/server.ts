@@ -49,7 +49,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   const app: FastifyInstance = Fastify({
     ...(options.log ? { loggerInstance: options.log as FastifyBaseLogger } : {}),
     bodyLimit: limits.bodyBytes,
-    maxParamLength: limits.paramChars,
+    routerOptions: { maxParamLength: limits.paramChars },
     http: { maxHeaderSize: limits.headerBytes },
     frameworkErrors: frameworkErrors(limits),
     clientErrorHandler: clientErrorHandler(limits),

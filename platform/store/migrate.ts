@@ -1,4 +1,9 @@
-/** Applies platform/store/sql/NNNNNN_*.sql in order, once each, under an advisory lock. */
+/**
+ * Applies platform/store/sql/NNNNNN_*.sql in order, once each, under an advisory lock. A released
+ * migration is never edited: each applied one is recorded with its checksum, and a file that no
+ * longer matches is refused (put the change in a new migration instead).
+ */
+import { createHash } from 'node:crypto'
 import { readdir, readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import type pg from 'pg'
@@ -16,18 +21,30 @@ export async function migrate(pool: pg.Pool): Promise<{ applied: string[] }> {
     await client.query('select pg_advisory_lock($1)', [LOCK])
     await client.query('create schema if not exists praxis')
     await client.query('create table if not exists praxis.migrations (version int primary key, name text not null, applied_at timestamptz not null default now())')
-    const done = new Set((await client.query<{ version: number }>('select version from praxis.migrations')).rows.map((r) => r.version))
+    await client.query('alter table praxis.migrations add column if not exists checksum text')
+    const done = new Map((await client.query<{ version: number; name: string; checksum: string | null }>('select version, name, checksum from praxis.migrations')).rows.map((r) => [r.version, r]))
     for (const file of files) {
       const version = Number(file.slice(0, 6))
-      if (done.has(version)) continue
       const sql = await readFile(SQL_DIR + file, 'utf8')
+      const checksum = createHash('sha256').update(sql).digest('hex')
+      const recorded = done.get(version)
+      if (recorded) {
+        if (recorded.name !== file) throw new Error(`migration ${version} of this database is ${recorded.name}, but the file is now ${file}: released migrations are never renamed or renumbered`)
+        // Applied before checksums were recorded: 000003 brought any such database up to date, so
+        // the file as it is now is what it has.
+        if (recorded.checksum === null) await client.query('update praxis.migrations set checksum = $2 where version = $1', [version, checksum])
+        else if (recorded.checksum !== checksum) {
+          throw new Error(`migration ${file} was changed after it was applied to this database (recorded as ${recorded.name}, checksum ${recorded.checksum.slice(0, 12)}…, now ${checksum.slice(0, 12)}…): released migrations are never edited. Restore the file and put the change in a new migration`)
+        }
+        continue
+      }
       await client.query('begin')
       try {
         await client.query(sql)
-        await client.query('insert into praxis.migrations (version, name) values ($1, $2)', [version, file])
+        await client.query('insert into praxis.migrations (version, name, checksum) values ($1, $2, $3)', [version, file, checksum])
         await client.query('commit')
       } catch (error) {
-        await client.query('rollback')
+        await client.query('rollback').catch(() => undefined)
         throw new Error(`migration ${file} failed: ${(error as Error).message}`, { cause: error })
       }
       applied.push(file)

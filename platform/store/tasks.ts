@@ -13,7 +13,7 @@
  */
 
 /**
- * Every id praxis.tenants holds: new ones are slugs (TENANT_ID, 000003), older ones what 000001
+ * Every id praxis.tenants holds: new ones are slugs (TENANT_ID, 000004), older ones what 000001
  * allowed; never a `.` or a `:`.
  */
 const QUEUE_TENANT = /^[a-z0-9][a-z0-9_-]{0,62}$/

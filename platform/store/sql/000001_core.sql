@@ -107,10 +107,10 @@ create table praxis.timeline (
   rule text,
   data jsonb not null default '{}',
   at timestamptz not null default now(),
-  -- Keyed the way it is read (an instance's entries in order): one index per row, not two.
-  primary key (tenant_id, instance_id, id),
+  primary key (tenant_id, id),
   foreign key (tenant_id, instance_id) references praxis.instances (tenant_id, id) on delete cascade
 );
+create index timeline_instance on praxis.timeline (tenant_id, instance_id, id);
 
 -- Worker processes and the graphile-worker ids they lock jobs with, for the lease sweeper.
 create table praxis.workers (
@@ -120,11 +120,3 @@ create table praxis.workers (
   started_at timestamptz not null default now(),
   heartbeat_at timestamptz not null default now()
 );
-
--- Raised by the optimistic fused step's write when the instance moved since it was read: the
--- whole statement (the invocation's finish included) rolls back and the worker takes the lock.
-create function praxis.instance_moved() returns int language plpgsql as $$
-begin
-  raise exception 'praxis: the instance changed since it was read' using errcode = '40001';
-end
-$$;
