@@ -12,7 +12,7 @@ import { CHILD_POOL, qualifiedPool, type FunctionDefinition } from '../../sdk/in
 import type { Limits } from '../config.js'
 import { BundleCache, Evaluator } from '../engine/index.js'
 import { evaluateTask, invokeTask, parseInvocationJob, parsePayload } from '../queue/index.js'
-import { quietLogger, type EagerJob } from '../store/index.js'
+import { quietLogger, type EagerJob, type InvocationJob } from '../store/index.js'
 import { runInvocation, startChild } from './invoke.js'
 
 export interface WorkerOptions {
@@ -130,6 +130,15 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     await options.pool.query('update graphile_worker._private_jobs set max_attempts = greatest(attempts, 1) where id = $1', [job.id])
     throw new Error(`PRX_TENANT_MISMATCH: job ${job.id} on ${job.task_identifier} names tenant ${JSON.stringify(payloadTenant)}; this worker serves ${tenantId} and never runs another tenant's job`)
   }
+  /** Records a fatal failure of an invocation whose job failed its last attempt. */
+  const giveUp = async (invocation: InvocationJob, job: { id: string; attempts: number }, error: Error): Promise<'failed' | 'duplicate'> => {
+    const attempts = invocation.attempts + 1
+    const message = `its job failed ${job.attempts} times outside the function (last: ${error.message}); the platform gave up on it`
+    log.warn({ invocationId: invocation.id, function: invocation.function, attempts: job.attempts, error: error.message }, 'invocation job failed its last attempt; recording a fatal failure')
+    const recorded = await evaluator.recordResult(invocation, { status: 'failed', failure: { kind: 'fatal', message, attempts }, attempts }, evaluator.snapshot(invocation), job.id)
+    return recorded === null ? 'duplicate' : 'failed'
+  }
+
   const taskList: Record<string, Task> = {}
   for (const pool of pools) {
     taskList[invokeTask(tenantId, pool)] = async (payload, helpers) => {
@@ -150,6 +159,12 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
           runEager(next)
           handedOver = true
         }
+      } catch (error) {
+        // Not the handler (it has its own retries): the function missing here, the sandbox, the
+        // database. graphile-worker retries the job; on its last attempt the invocation fails for
+        // good through the normal path, so it never stays pending with its instance waiting.
+        if (helpers.job.attempts < helpers.job.max_attempts) throw error
+        stats[await giveUp(invocation, helpers.job, error as Error)]++
       } finally {
         if (reserved && !handedOver) eagerSlots--
       }
