@@ -32,6 +32,8 @@ describe('error sections', () => {
     expect(done.result).toEqual({ thumbnail: 'placeholder://thumbnail.w200.jpg', recovered: true })
     expect(kinds).toContain('invocation.failed:render')
     expect(kinds.filter((k: string) => k === 'rule.fired:fallback')).toHaveLength(1)
+    // Every failed attempt is in the timeline, not only the last (found on main: only `attempts: 3` showed).
+    expect(kinds.filter((k: string) => k === 'invocation.retrying:render')).toHaveLength(2)
   })
 
   it('recovers at once from a fatal failure, without retrying', async () => {

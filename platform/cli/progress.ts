@@ -33,6 +33,7 @@ function describe(entry: { kind: string; rule: string | null; data: any }, count
     case 'invocation.scheduled': return `${t}  ${entry.kind}${rule} → ${entry.data.function}`
     case 'invocation.succeeded': return `${t}  ${entry.kind} ${entry.data.function} (${counts.succeeded}/${counts.scheduled} done)`
     case 'invocation.failed': return `${t}  ${entry.kind} ${entry.data.function}: ${entry.data.failure?.kind} ${entry.data.failure?.message}`
+    case 'invocation.retrying': return `${t}  ${entry.kind} ${entry.data.function}: attempt ${entry.data.attempt} failed (${entry.data.failure?.message}); next in ${entry.data.retryInMs} ms`
     case 'facts.changed': return `${t}  ${entry.kind}${rule} ${Object.keys(entry.data.changes ?? {}).join(', ')}`
     case 'instance.failed': return `${t}  ${entry.kind}: ${entry.data.error?.message}`
     default: return `${t}  ${entry.kind}${rule}`

@@ -44,14 +44,17 @@ export async function runWorker(config: Config, dirs: string[], given: WorkerTen
   const functions = services.flatMap((s) => s.functions)
   if (functions.length === 0) throw new Error(`no functions found in ${dirs.join(', ')}: a service exports its defineFunction(...) values from functions.ts`)
   if (given.tenant === undefined && given.apiKey === undefined && !process.env.PRAXIS_TENANT && !process.env.PRAXIS_API_KEY) throw new Error(NO_TENANT)
+  // Listen before starting: a job can start running before startWorker returns, and a signal
+  // then must stop the worker gracefully too, not end the process.
+  const stopRequested = new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve())
+    process.once('SIGTERM', () => resolve())
+  })
   const pool = createPool(devDatabaseUrl(config), config.workerConcurrency + 4)
   try {
     const tenantId = await resolveWorkerTenant(pool, given)
     const worker = await startWorker({ pool, log, tenantId, functions, concurrency: config.workerConcurrency, leaseMs: config.leaseMs, limits: config.limits })
-    await new Promise<void>((resolve) => {
-      process.once('SIGINT', resolve)
-      process.once('SIGTERM', resolve)
-    })
+    await stopRequested
     // Functions running now finish (each within its own timeout) and their results are recorded;
     // a second signal leaves at once, and their jobs run again elsewhere once the lease runs out.
     const leave = (): void => {
