@@ -253,6 +253,18 @@ describe('the tenancy boundary', () => {
     // A deployment to a service name another tenant uses makes the caller's own service.
     expect(await count("select 1 from praxis.services where tenant_id = 'globex' and name = 'secret-svc'")).toBe(0)
   })
+
+  it('shows no id shared across tenants: a deployment is named by its service and version', async () => {
+    // Bundle ids come from one sequence for every tenant: showing them would tell a tenant how often
+    // others deploy (found by a read of main: `bundleId` in the deploy answer and the list).
+    const listed = await p.request('GET', '/v1/services/secret-svc/deployments')
+    expect(listed.status).toBe(200)
+    expect(listed.body.deployments.length).toBeGreaterThan(0)
+    for (const d of listed.body.deployments) expect(Object.keys(d).sort()).toEqual(['active', 'codeHash', 'createdAt', 'version'])
+    const { rows } = await p.db.pool.query<{ id: string }>("select id::text from praxis.bundles where tenant_id = 'acme' and service = 'secret-svc' order by version desc limit 1")
+    expect(rows).toHaveLength(1)
+    expect(JSON.stringify(listed.body)).not.toContain(`"${rows[0]!.id}"`)
+  })
 })
 
 describe('the edge: bad input answers 400, never 500', () => {

@@ -98,7 +98,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     if (body.codeHash && body.codeHash !== hash) throw new PraxisError('PRX_BAD_REQUEST', 'codeHash does not match the code: the upload was corrupted, send it again')
     const d = await deployBundle(pool, bundles, request.tenantId, service, body.code, hash, body.manifest ?? null)
     return reply.status(d.created ? 201 : 200).send({
-      service, version: d.bundle.version, bundleId: d.bundle.id, created: d.created, reevaluating: d.reevaluating,
+      service, version: d.bundle.version, created: d.created, reevaluating: d.reevaluating,
       workflows: d.manifest.workflows.map((w) => ({ name: w.name, rules: w.rules.map((r) => ({ name: r.name, fingerprint: r.fingerprint })) })),
     })
   })
@@ -116,7 +116,8 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   app.get('/v1/services/:service/deployments', async (request) => {
     const { service } = parse(ServiceParams, request.params, 'params')
     const rows = await listBundles(pool, request.tenantId, service)
-    return { deployments: rows.map((r) => ({ version: r.version, bundleId: r.id, active: r.active, codeHash: r.code_hash, createdAt: r.created_at })) }
+    // No bundle id: ids come from one sequence for all tenants, and would tell how often others deploy.
+    return { deployments: rows.map((r) => ({ version: r.version, active: r.active, codeHash: r.code_hash, createdAt: r.created_at })) }
   })
 
   app.post('/v1/workflows/:workflow/instances', async (request, reply) => {
