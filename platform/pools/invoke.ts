@@ -67,7 +67,8 @@ async function execute(fn: FunctionDefinition, invocation: InvocationJob, attemp
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      const error = new PraxisError('PRX_INTERNAL', `${fn.name} did not finish within ${invocation.timeout_ms} ms`)
+      // The standard reason (what AbortSignal.timeout gives): fetch and friends pass it on as is.
+      const error = new DOMException(`${fn.name} did not finish within ${invocation.timeout_ms} ms`, 'TimeoutError')
       controller.abort(error)
       reject(error)
     }, invocation.timeout_ms)
@@ -78,7 +79,8 @@ async function execute(fn: FunctionDefinition, invocation: InvocationJob, attemp
     if (!output.success) return fail('fatal', `${fn.name} returned an output that does not match its schema: ${formatIssues(output.error.issues)}`)
     return { status: 'succeeded', output: JSON.parse(JSON.stringify(output.data ?? null)) as Json }
   } catch (error) {
-    if (controller.signal.aborted && error === controller.signal.reason) return fail('timeout', (error as Error).message)
+    // Whatever the handler threw once its time was up (the reason, or its own AbortError) is a timeout.
+    if (controller.signal.aborted) return fail('timeout', (controller.signal.reason as Error).message)
     const e = error as { code?: unknown; message?: unknown }
     return fail(e?.code === 'PRX_NON_RETRYABLE' ? 'fatal' : 'retryable', String(e?.message ?? error))
   } finally {
