@@ -202,7 +202,14 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   })
 
   const beat = async (): Promise<void> => {
-    await options.pool.query('update praxis.workers set heartbeat_at = now(), lock_ids = $2 where id = $1', [id, [...lockIds]])
+    const { rowCount } = await options.pool.query('update praxis.workers set heartbeat_at = now(), lock_ids = $2 where id = $1', [id, [...lockIds]])
+    if (!rowCount && !stopping) {
+      // Swept: this worker stalled past its lease and its jobs were released to others. Register
+      // again, or from now on it would run unprotected (and, should it die, its jobs would stay
+      // locked for graphile-worker's 4 hours).
+      await options.pool.query('insert into praxis.workers (id, tenant_id, pools, lock_ids) values ($1, $2, $3, $4) on conflict (id) do update set heartbeat_at = now()', [id, tenantId, pools, [...lockIds]])
+      log.warn({ leaseMs: options.leaseMs }, 'this worker missed its lease (stalled?) and was swept: its running jobs may run again elsewhere; registered again')
+    }
     await sweepDeadWorkers(options.pool, options.leaseMs, log)
   }
   await beat()
