@@ -158,7 +158,7 @@ const CASES: Case[] = [
 
   // --- init (runs when the start request comes) --------------------------------------------
   { name: 'init-loop', where: 'init', probe: 'loop', busy: true, expect: { fails: ['PRX_RULE_TIMEOUT'] } },
-  { name: 'init-alloc', where: 'init', probe: 'alloc', busy: true, expect: { fails: ['PRX_RULE_MEMORY'] } },
+  { name: 'init-alloc', where: 'init', probe: 'alloc', busy: true, expect: { fails: ['PRX_RULE_MEMORY', 'PRX_RULE_TIMEOUT'] } },
   { name: 'init-string-200mb', where: 'init', probe: 'string-200mb', busy: true, expect: { failsOrCompletes: ['PRX_RULE_MEMORY', 'PRX_RULE_TIMEOUT'] } },
   { name: 'init-reject', where: 'init', probe: 'reject', expect: { failsOrCompletes: ['PRX_RULE_THREW', 'PRX_RULE_ASYNC'] } },
   { name: 'init-microtask-loop', where: 'init', probe: 'microtask-loop', busy: true, expect: { failsOrCompletes: ['PRX_RULE_TIMEOUT', 'PRX_RULE_ASYNC'] } },
