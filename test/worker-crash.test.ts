@@ -79,8 +79,8 @@ it('re-runs an eagerly dispatched invocation of a killed worker', async () => {
   await killMidFunction(22, true)
 })
 
-/** Starts crashy in a child worker whose slowStep finishes after `finishMs`, and stops it with `signal` mid-function. */
-async function stopMidFunction(n: number, signal: 'SIGTERM' | 'SIGINT'): Promise<void> {
+/** Starts crashy in a child worker whose slowStep finishes after 1.5 s, and stops it with `signals` mid-function. */
+async function stopMidFunction(n: number, signals: ('SIGTERM' | 'SIGINT')[]): Promise<void> {
   const child = spawn(process.execPath, ['--no-node-snapshot', 'bin/praxis.js', 'worker', '--tenant', 'acme', 'test/fixtures/crashy'], {
     env: { ...process.env, DATABASE_URL: p.db.url, PRAXIS_TEST_MARKER_DIR: markers, PRAXIS_TEST_FINISH_MS: '1500', LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'ignore', 'inherit'],
@@ -90,7 +90,7 @@ async function stopMidFunction(n: number, signal: 'SIGTERM' | 'SIGINT'): Promise
   const started = await p.request('POST', '/v1/workflows/crashy/instances', { input: { n, warm: false } })
   expect(started.status).toBe(201)
   await until(() => existsSync(path.join(markers, `started-${n}`)), 'the function to start in the child worker')
-  child.kill(signal)
+  for (const signal of signals) child.kill(signal)
   // It waits for the function (1.5 s), records the result, then exits cleanly.
   expect(await exited).toBe(0)
   const done = await p.request('GET', `/v1/instances/${started.body.id}`)
@@ -103,9 +103,13 @@ async function stopMidFunction(n: number, signal: 'SIGTERM' | 'SIGINT'): Promise
 }
 
 it('lets the running function finish when its worker gets SIGTERM, and runs nothing twice', async () => {
-  await stopMidFunction(23, 'SIGTERM')
+  await stopMidFunction(23, ['SIGTERM'])
 })
 
 it('does the same on Ctrl-C (SIGINT)', async () => {
-  await stopMidFunction(24, 'SIGINT')
+  await stopMidFunction(24, ['SIGINT'])
+})
+
+it('does the same on Ctrl-C under praxis dev, where the terminal and dev signal the worker at once', async () => {
+  await stopMidFunction(25, ['SIGINT', 'SIGTERM'])
 })

@@ -5,6 +5,9 @@ import type { Config } from '../config.js'
 import { loadService, startWorker } from '../pools/index.js'
 import { createPool, evaluateTask, tenantForKey } from '../store/index.js'
 
+/** Signals this close to the first are the same request to stop. */
+const SAME_STOP_MS = 1000
+
 /** Where `praxis dev`'s embedded PostgreSQL listens, for workers started beside it. */
 export const devDatabaseUrl = (config: Config): string => config.databaseUrl ?? `postgres://postgres:praxis@127.0.0.1:${config.embeddedPort}/praxis`
 
@@ -57,12 +60,15 @@ export async function runWorker(config: Config, dirs: string[], given: WorkerTen
     await stopRequested
     // Functions running now finish (each within its own timeout) and their results are recorded;
     // a second signal leaves at once, and their jobs run again elsewhere once the lease runs out.
+    // (Ctrl-C under `praxis dev` brings two at once, the terminal's and dev's: those count as one.)
+    const stopAt = Date.now()
     const leave = (): void => {
+      if (Date.now() - stopAt < SAME_STOP_MS) return
       log.warn('second signal: leaving now; the functions still running will run again on another worker after the lease')
       process.exit(130)
     }
-    process.once('SIGINT', leave)
-    process.once('SIGTERM', leave)
+    process.on('SIGINT', leave)
+    process.on('SIGTERM', leave)
     log.info({ stats: worker.stats }, 'worker stopping: running functions finish first (signal again to leave at once)')
     await worker.stop()
   } finally {
