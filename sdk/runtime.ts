@@ -1,6 +1,6 @@
 /**
  * The rules side of a bundle, as the platform drives it. Everything crosses this boundary as JSON
- * strings, so the same protocol works in any sandbox (a vm context today, an isolate tomorrow).
+ * strings, so the same protocol works in any sandbox (a tenant's isolate on the rule server).
  * Runs inside the bundle: no Node APIs.
  */
 import { toJSONSchema, type z } from 'zod'
