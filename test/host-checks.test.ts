@@ -75,6 +75,12 @@ describe('facts and shape', () => {
     expect((await failure(answer({ facts: { blob: 'x'.repeat(1_100_000) } }))).code).toBe('PRX_LIMIT_FACTS')
   })
 
+  it('measures facts that grow when re-serialised: 300 KB of `1e20` in the answer is 1.3 MB of facts', async () => {
+    const text = `{"facts":{"n":[${Array.from({ length: 60_000 }, () => '1e20').join(',')}]},"ruleState":{},"timeline":[],"calls":[],"outcome":null,"changed":true,"firings":0}`
+    expect(3 * text.length).toBeLessThan(DEFAULT_LIMITS.maxFactsBytes)
+    expect((await failure(text)).code).toBe('PRX_LIMIT_FACTS')
+  })
+
   it('refuses malformed answers as the bundle breaking the protocol', async () => {
     expect((await failure('not json')).code).toBe('PRX_RULE_THREW')
     expect((await failure(answer({ facts: [1, 2] }))).code).toBe('PRX_RULE_THREW')

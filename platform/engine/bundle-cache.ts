@@ -3,13 +3,12 @@
  * by the API's and the worker's evaluations. A bundle row is immutable, so caching it is exact;
  * its isolate is keyed by (tenant, code hash) and kept warm by the sandbox's own LRU.
  */
-import { createHash } from 'node:crypto'
 import type pg from 'pg'
 import { ManifestFunction } from '../../sdk/manifest.js'
 import { DEFAULT_LIMITS, type Limits } from '../config.js'
 import { PraxisError } from '../errors.js'
 import { getBundleCode, getServiceCatalog } from '../store/index.js'
-import { describeBundle, sandboxCode, type LoadedBundle } from './bundle.js'
+import { describeBundle, sandboxCode, sha256, type LoadedBundle } from './bundle.js'
 import { answerLimit, type CatalogLookup, type ServiceCatalog } from './checks.js'
 import { IsolateSandbox } from './isolate-sandbox.js'
 import type { RuleSandbox } from './sandbox.js'
@@ -51,7 +50,7 @@ export class BundleCache {
   }
 
   /** Loads `code` into the tenant's isolate for it (deploy-time validation does this too). */
-  async load(tenantId: string, service: string, code: string, codeHash = createHash('sha256').update(code).digest('hex')): Promise<LoadedBundle> {
+  async load(tenantId: string, service: string, code: string, codeHash = sha256(code)): Promise<LoadedBundle> {
     const sandbox = sandboxCode(tenantId, service, code, codeHash, { maxFactsBytes: this.limits.maxFactsBytes, maxInputBytes: this.limits.maxInputBytes, maxAnswer: answerLimit(this.limits) }, (described) => {
       this.#described.delete(sandbox.key)
       this.#described.set(sandbox.key, described)

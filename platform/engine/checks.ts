@@ -136,8 +136,9 @@ export async function checkChainResult(text: string, workflow: LoadedWorkflow, s
   if (!Array.isArray(calls)) malformed('calls is not an array')
   if (typeof changed !== 'boolean' || !Number.isInteger(firings) || (firings as number) < 0) malformed('changed or firings is not what it must be')
   if (outcome !== null && !Outcome.safeParse(outcome).success) malformed('outcome is neither null, completed nor failed')
-  // UTF-8 takes at most 3 bytes per UTF-16 unit: a short answer cannot hold too many bytes of facts.
-  if (3 * text.length > limits.maxFactsBytes) {
+  // Re-serialised, facts grow at most ~5.3x over the answer's text (`9e20` is 4 characters, 21 as
+  // JSON; UTF-8 takes at most 3 bytes per unit): a short enough answer cannot hold too many bytes.
+  if (6 * text.length > limits.maxFactsBytes) {
     const factsBytes = Buffer.byteLength(JSON.stringify(facts))
     if (factsBytes > limits.maxFactsBytes) {
       throw new CheckFailure('PRX_LIMIT_FACTS', `facts would be ${factsBytes} bytes as JSON, more than the limit of ${limits.maxFactsBytes} (PRAXIS_MAX_FACTS_BYTES): keep large data out of facts (store it, keep a reference)`, { bytes: factsBytes, limit: limits.maxFactsBytes })
@@ -150,13 +151,15 @@ export async function checkChainResult(text: string, workflow: LoadedWorkflow, s
     const e = entry as Record<string, unknown>
     if (!isObject(e) || typeof e.kind !== 'string' || e.kind.length > 100 || !isObject(e.data) || !(e.rule === undefined || e.rule === null || (typeof e.rule === 'string' && e.rule.length <= 300))) malformed('a timeline entry is not { kind, rule, data }')
   }
-  const known = new Set(workflow.rules.map((r) => r.fingerprint))
+  // Only the workflow's own fingerprints (as many as it has rules, whatever the answer holds).
+  const given = ruleState as Record<string, unknown>
   const state: Record<string, boolean> = {}
-  for (const [fingerprint, truth] of Object.entries(ruleState as Record<string, unknown>)) {
-    if (known.has(fingerprint) && typeof truth === 'boolean') state[fingerprint] = truth
+  for (const { fingerprint } of workflow.rules) {
+    const truth = given[fingerprint]
+    if (Object.hasOwn(given, fingerprint) && typeof truth === 'boolean') state[fingerprint] = truth
   }
   const resolved: RecordedCall[] = []
-  for (const raw of calls as unknown[]) resolved.push(await checkCall(raw, service, limits, lookup))
+  for (const raw of calls as unknown[]) resolved.push(await checkCall(raw, service, limits, lookup, depth))
   return {
     facts: facts as Record<string, Json>,
     ruleState: state,
@@ -168,11 +171,12 @@ export async function checkChainResult(text: string, workflow: LoadedWorkflow, s
   }
 }
 
-async function checkCall(raw: unknown, ownService: string, limits: Limits, lookup: CatalogLookup): Promise<RecordedCall> {
+/** `answerDepth`: the whole answer's depth; a call's input sits three levels down in it. */
+async function checkCall(raw: unknown, ownService: string, limits: Limits, lookup: CatalogLookup, answerDepth: number): Promise<RecordedCall> {
   const parsed = Call.safeParse(raw)
   if (!parsed.success) throw new CheckFailure('PRX_RULE_THREW', `the rule sandbox answered with a malformed call: ${parsed.error.issues.slice(0, 3).map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`)
   const call = parsed.data
-  const name = `${call.function}`
+  const name = call.function
   if (!Number.isInteger(call.priority) || Math.abs(call.priority) > limits.maxPriority) {
     throw new CheckFailure('PRX_LIMIT_PRIORITY', `rule ${call.rule} calls ${name} with priority ${call.priority}: priorities are whole numbers from ${-limits.maxPriority} to ${limits.maxPriority} (PRAXIS_MAX_PRIORITY)`, { priority: call.priority, limit: limits.maxPriority })
   }
@@ -180,7 +184,7 @@ async function checkCall(raw: unknown, ownService: string, limits: Limits, looku
   if (inputBytes > limits.maxInputBytes) {
     throw new CheckFailure('PRX_LIMIT_INPUT', `rule ${call.rule} calls ${name} with an input of ${inputBytes} bytes, more than the limit of ${limits.maxInputBytes} (PRAXIS_MAX_INPUT_BYTES): pass a reference to large data instead`, { bytes: inputBytes, limit: limits.maxInputBytes })
   }
-  if (jsonDepth(call.input, limits.maxDepth) > limits.maxDepth) {
+  if (answerDepth > limits.maxDepth + 3 && jsonDepth(call.input, limits.maxDepth) > limits.maxDepth) {
     throw new CheckFailure('PRX_LIMIT_INPUT', `rule ${call.rule} calls ${name} with an input nested deeper than ${limits.maxDepth} levels (PRAXIS_MAX_DEPTH)`)
   }
   const base = { rule: call.rule, input: (call.input ?? null) as Json, key: call.key, priority: call.priority }

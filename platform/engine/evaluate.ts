@@ -249,7 +249,6 @@ export class Evaluator {
       return await checkChainResult(text, workflow, instance.service, this.bundles.limits, this.bundles.catalog(client, instance.tenant_id))
     } catch (error) {
       if (!(error instanceof SandboxError) && !(error instanceof CheckFailure)) throw error
-      if (error instanceof SandboxError && error.code === 'PRX_BUNDLE_INVALID') throw error
       const failure = { message: error.message, details: { code: error.code, ...(error instanceof CheckFailure && error.details && typeof error.details === 'object' ? error.details : {}) } as Json }
       return {
         facts: instance.facts,

@@ -10,7 +10,7 @@
  * every answer is checked on the host (checks.ts). It only has to be correct for honest bundles.
  */
 // First: hardening and the logical clock, before any library below initialises.
-import { setClock } from './isolate-prelude.js'
+import { setClock, TIMERS } from './isolate-prelude.js'
 import type { BundleRuntime, RunRequest, RunResult } from '../../sdk/runtime.js'
 import { readPath } from '../../sdk/facts.js'
 import { chain, type ChainInput } from './chain.js'
@@ -156,7 +156,7 @@ g.__praxisEngine = {
     maxAnswer = setup.maxAnswer
     runtime = bundle()
     // Libraries have loaded (some keep a reference to the timer stubs); rule code gets no timers.
-    for (const name of ['setTimeout', 'setInterval', 'setImmediate', 'clearTimeout', 'clearInterval', 'clearImmediate']) delete g[name]
+    for (const name of TIMERS) delete g[name]
     freezeAll()
   },
   init(requestJson: string): string {

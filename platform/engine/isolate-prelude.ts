@@ -13,7 +13,8 @@ for (const name of ['SharedArrayBuffer', 'Atomics', 'WebAssembly', 'WeakRef', 'F
 const noTimers = (): never => {
   throw new Error('timers are not available to rule code: wait with ctx.after(...), or do the waiting in a function')
 }
-for (const name of ['setTimeout', 'setInterval', 'setImmediate', 'clearTimeout', 'clearInterval', 'clearImmediate']) g[name] = noTimers
+export const TIMERS = ['setTimeout', 'setInterval', 'setImmediate', 'clearTimeout', 'clearInterval', 'clearImmediate'] as const
+for (const name of TIMERS) g[name] = noTimers
 
 // The logical clock: the timestamp of the event being evaluated.
 let now = 0

@@ -257,7 +257,6 @@ const OUT_OF_MEMORY = /memory limit|allocation failed|out of memory/i
 
 /** Why loading a bundle failed (the deploy is refused either way; this only names the reason). */
 function loadFailure(error: unknown, isolate: Isolate, limits: SandboxLimits): SandboxError {
-  if (error instanceof SandboxError) return error
   const message = messageOf(error)
   if (TIMED_OUT.test(message)) return new SandboxError('PRX_RULE_TIMEOUT', `its top-level code ran longer than ${limits.loadMs} ms (an endless loop?)`)
   if (OUT_OF_MEMORY.test(message) || isolate.isDisposed) return new SandboxError('PRX_RULE_MEMORY', `it used more than the sandbox's ${limits.memoryMb} MB memory cap (${message})`)

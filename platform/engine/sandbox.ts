@@ -27,7 +27,7 @@ export interface RuleSandbox {
   close(): Promise<void>
 }
 
-export type SandboxErrorCode = 'PRX_RULE_TIMEOUT' | 'PRX_RULE_MEMORY' | 'PRX_RULE_THREW' | 'PRX_BUNDLE_INVALID'
+export type SandboxErrorCode = 'PRX_RULE_TIMEOUT' | 'PRX_RULE_MEMORY' | 'PRX_RULE_THREW'
 
 /** Rule code overran a limit or broke its isolate; the instance (or the deploy) it ran for is at fault. */
 export class SandboxError extends Error {
