@@ -8,6 +8,7 @@
 import type { Socket } from 'node:net'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { PraxisError, type ErrorCode } from '../errors.js'
+import { UNSTORABLE } from '../engine/checks.js'
 
 export interface EdgeLimits {
   /** Bytes of a request body (default 1 MiB). */
@@ -85,8 +86,8 @@ export function findTooDeep(text: string, max: number): (string | number)[] | nu
   return null
 }
 
-// eslint-disable-next-line no-control-regex -- NUL is exactly what this looks for
-const BAD_CHAR = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
+/** Text PostgreSQL cannot store (NUL, half of a surrogate pair): the same test the engine holds rule code's answers to. */
+const BAD_CHAR = UNSTORABLE
 
 /** What is wrong with a string PostgreSQL would refuse, or null. */
 export function badString(s: string): string | null {

@@ -38,7 +38,7 @@ export function answerLimit(limits: Limits): number {
 
 /** Text PostgreSQL cannot store: NUL, or half of a surrogate pair. */
 // eslint-disable-next-line no-control-regex -- NUL is exactly what must be found
-const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
+export const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
 
 /**
  * How deep a JSON value nests (counted iteratively: a hostile value must not overflow the host's
@@ -204,13 +204,19 @@ async function checkCall(raw: unknown, ownService: string, limits: Limits, looku
     throw new CheckFailure('PRX_FUNCTION_UNKNOWN', `rule ${call.rule} calls ${service}.${name}, but ${why}: a rule can call only functions of services its own tenant deployed`, { service, function: name })
   }
   const retry = fn.retry
-  if (retry.attempts > limits.maxRetryAttempts || (retry.attempts > 1 && retry.initialDelayMs < limits.minRetryDelayMs) || retry.maxDelayMs > limits.maxRetryDelayMs || retry.initialDelayMs > limits.maxRetryDelayMs) {
+  if (retryOutOfLimits(retry, limits)) {
     throw new CheckFailure('PRX_LIMIT_RETRY', `function ${service}.${name} retries ${retry.attempts} times from ${retry.initialDelayMs} ms up to ${retry.maxDelayMs} ms: the platform allows at most ${limits.maxRetryAttempts} attempts and delays from ${limits.minRetryDelayMs} to ${limits.maxRetryDelayMs} ms`, { retry })
   }
   if (fn.timeoutMs > limits.maxFunctionTimeoutMs) {
     throw new CheckFailure('PRX_LIMIT_TIMEOUT', `function ${service}.${name} has a timeout of ${fn.timeoutMs} ms, more than the limit of ${limits.maxFunctionTimeoutMs} ms (PRAXIS_MAX_FUNCTION_TIMEOUT_MS)`, { timeoutMs: fn.timeoutMs })
   }
   return { ...base, function: name, pool: `${service}:${fn.pool}`, retry: { attempts: retry.attempts, backoff: retry.backoff, initialDelayMs: retry.initialDelayMs, maxDelayMs: retry.maxDelayMs }, timeoutMs: fn.timeoutMs }
+}
+
+/** Whether a function's retry policy asks for more than the platform allows (at deploy and on every call). */
+export function retryOutOfLimits(retry: ManifestFunction['retry'], limits: Limits): boolean {
+  return retry.attempts > limits.maxRetryAttempts || (retry.attempts > 1 && retry.initialDelayMs < limits.minRetryDelayMs)
+    || retry.initialDelayMs > limits.maxRetryDelayMs || retry.maxDelayMs > limits.maxRetryDelayMs
 }
 
 /** Checks the facts `init` produced (the same limits as an evaluation's facts). */

@@ -7,6 +7,7 @@ import type { ManifestFunction, ServiceManifest } from '../../sdk/manifest.js'
 import type { Limits } from '../config.js'
 import { serviceManifest, type Manifest } from './bundle.js'
 import type { BundleCache } from './bundle-cache.js'
+import { retryOutOfLimits } from './checks.js'
 
 /** graphile-worker's limit on a task identifier's length. */
 const MAX_TASK_NAME = 128
@@ -53,7 +54,7 @@ function checkFunction(tenantId: string, service: string, fn: ManifestFunction, 
     throw new PraxisError('PRX_BUNDLE_INVALID', `function ${service}.${fn.name}'s queue would be named ${task} (${task.length} characters), longer than the queue's limit of ${MAX_TASK_NAME}: shorten the service or pool name`, { details: { function: fn.name, pool: fn.pool } })
   }
   const { retry } = fn
-  if (retry.attempts > limits.maxRetryAttempts || (retry.attempts > 1 && retry.initialDelayMs < limits.minRetryDelayMs) || retry.initialDelayMs > limits.maxRetryDelayMs || retry.maxDelayMs > limits.maxRetryDelayMs) {
+  if (retryOutOfLimits(retry, limits)) {
     throw new PraxisError('PRX_LIMIT_RETRY', `function ${service}.${fn.name} retries ${retry.attempts} times with delays from ${retry.initialDelayMs} to ${retry.maxDelayMs} ms: this server allows at most ${limits.maxRetryAttempts} attempts and delays from ${limits.minRetryDelayMs} to ${limits.maxRetryDelayMs} ms; change its retry policy and deploy again`, { details: { function: fn.name, retry } })
   }
   if (fn.timeoutMs > limits.maxFunctionTimeoutMs) {
