@@ -21,7 +21,7 @@ export default tseslint.config(
   },
   {
     files: ['platform/store/**/*.ts'],
-    rules: { 'no-restricted-imports': restrict(['../engine/*', '../pools/*', '../api/*', '../cli/*'], 'imports flow cli → api, pools → engine → queue → store') },
+    rules: { 'no-restricted-imports': restrict(['../queue/*', '../engine/*', '../pools/*', '../api/*', '../cli/*'], 'imports flow cli → api, pools → engine → queue → store') },
   },
   {
     files: ['platform/engine/**/*.ts'],

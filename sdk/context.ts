@@ -15,6 +15,13 @@ export interface CallOptions {
   priority?: number
   /** Deduplicates calls of one instance: a second call with the same key is not made again. */
   key?: string
+  /**
+   * Shares the queue fairly between the values of this key (a customer, an account) inside the
+   * service: calls with different keys interleave, so one key's flood of calls does not make the
+   * others wait behind it. Without it, the service's calls share one place in the tenant's queue
+   * (services interleave with each other). At most 200 characters.
+   */
+  fairnessKey?: string
 }
 
 /** What a rule can call: a function (stub or definition) or, through `ctx.start`, a workflow. */
@@ -38,7 +45,7 @@ export interface CallInfo<I> {
 
 /** Why an invocation failed for good. */
 export interface Failure {
-  readonly kind: 'retryable' | 'fatal' | 'timeout' | 'cancelled'
+  readonly kind: 'retryable' | 'fatal' | 'timeout' | 'lost' | 'cancelled'
   readonly message: string
   readonly attempts: number
 }
@@ -68,18 +75,18 @@ export interface RuleContext<F> {
 /** A recorded command, as it crosses the sandbox boundary (plain JSON). */
 export type Command =
   | { op: 'set'; patch: Record<string, Json> }
-  | { op: 'call'; function: string; pool: string; retry: FunctionRef['retry']; timeoutMs: number; input: Json; key: string | null; priority: number }
+  | { op: 'call'; function: string; pool: string; retry: FunctionRef['retry']; timeoutMs: number; input: Json; key: string | null; priority: number; fairnessKey?: string | null }
   | { op: 'complete'; result: Json }
   | { op: 'fail'; message: string; details: Json }
 
 /** A `RuleContext` that records into `commands`; `where` names the rule section in errors. */
 export function recordingContext<F>(commands: Command[], where: string): RuleContext<F> {
-  const callOne = (fn: FunctionRef, input: unknown, priority: number, key: string | null): void => {
+  const callOne = (fn: FunctionRef, input: unknown, priority: number, key: string | null, fairnessKey: string | null): void => {
     const parsed = fn.input.safeParse(input)
     if (!parsed.success) {
       throw new DefinitionError('PRX_CALL_INPUT_INVALID', `${where} calls ${fn.name} with an invalid input: ${formatIssues(parsed.error.issues)}`, parsed.error.issues)
     }
-    commands.push({ op: 'call', function: fn.name, pool: qualifiedPool(fn), retry: fn.retry, timeoutMs: fn.timeoutMs, input: toJson(parsed.data), key, priority })
+    commands.push({ op: 'call', function: fn.name, pool: qualifiedPool(fn), retry: fn.retry, timeoutMs: fn.timeoutMs, input: toJson(parsed.data), key, priority, fairnessKey })
   }
   return {
     set(patch) {
@@ -89,14 +96,14 @@ export function recordingContext<F>(commands: Command[], where: string): RuleCon
       commands.push({ op: 'set', patch: { [path]: toJson(value) } })
     },
     call(fn, input, options) {
-      callOne(fn, input, options?.priority ?? 0, options?.key ?? null)
+      callOne(fn, input, options?.priority ?? 0, options?.key ?? null, options?.fairnessKey ?? null)
       return { function: fn.name, count: 1 }
     },
     callEach(fn, inputs, options) {
       if (options?.keys && options.keys.length !== inputs.length) {
         throw new DefinitionError('PRX_CALL_INPUT_INVALID', `${where} calls ${fn.name} for ${inputs.length} inputs with ${options.keys.length} keys: give one key per input`)
       }
-      inputs.forEach((input, i) => callOne(fn, input, options?.priority ?? 0, options?.keys?.[i] ?? null))
+      inputs.forEach((input, i) => callOne(fn, input, options?.priority ?? 0, options?.keys?.[i] ?? null, options?.fairnessKey ?? null))
       return { function: fn.name, count: inputs.length }
     },
     start(workflow, input, options) {
@@ -106,7 +113,7 @@ export function recordingContext<F>(commands: Command[], where: string): RuleCon
       }
       commands.push({
         op: 'call', function: `${workflow.service}.${workflow.name}`, pool: CHILD_POOL, retry: CHILD_RETRY, timeoutMs: CHILD_TIMEOUT_MS,
-        input: toJson(parsed.data), key: options?.key ?? null, priority: options?.priority ?? 0,
+        input: toJson(parsed.data), key: options?.key ?? null, priority: options?.priority ?? 0, fairnessKey: options?.fairnessKey ?? null,
       })
       return { function: `${workflow.service}.${workflow.name}`, count: 1 }
     },

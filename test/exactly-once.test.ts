@@ -5,7 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { BundleCache, Evaluator, type InvocationResult } from '../platform/engine/index.js'
-import { createPool, readInstance, resolveWorkflow, writeEvaluation, type InvocationRow } from '../platform/store/index.js'
+import { writeEvaluation } from '../platform/queue/index.js'
+import { createPool, readInstance, resolveWorkflow, type InvocationRow } from '../platform/store/index.js'
 import { startTestPlatform, type TestPlatform } from './support/platform.js'
 
 const TENANT = 'acme'
@@ -137,19 +138,24 @@ describe('the optimistic fused step (a snapshot read while the function ran)', (
     const jobsOf = async (invocationId: string): Promise<string[]> => (await p.db.pool.query<{ id: string }>(
       "select j.id::text from graphile_worker._private_jobs j join graphile_worker._private_tasks t on t.id = j.task_id where t.identifier = 'praxis.invoke.acme.counter:default' and j.payload->>'id' = $1",
       [invocationId])).rows.map((r) => r.id)
+    // As graphile-worker would hand it out to a worker.
+    const take = async (jobId: string | undefined): Promise<{ id: string; lockedBy: string }> => {
+      await p.db.pool.query("update graphile_worker._private_jobs set locked_by = 'test-worker', locked_at = now(), attempts = attempts + 1 where id = $1", [jobId])
+      return { id: jobId!, lockedBy: 'test-worker' }
+    }
     const e = evaluator()
     // The optimistic write deletes the job with everything else.
     const fresh = await startCounter()
     const [job] = await jobsOf(fresh.invocation.id)
     expect(job).toBeDefined()
-    expect(await e.recordResult(fresh.invocation, RESULT, e.snapshot(fresh.invocation), job)).toMatchObject({ instanceId: fresh.id, status: 'completed' })
+    expect(await e.recordResult(fresh.invocation, RESULT, e.snapshot(fresh.invocation), await take(job))).toMatchObject({ instanceId: fresh.id, status: 'completed' })
     expect(await jobsOf(fresh.invocation.id)).toEqual([])
     await expectReactedOnce(fresh.id, fresh.invocation.id)
     // A snapshot the instance has moved past: the locked path records the result and leaves the job to the worker.
     const moved = await startCounter()
     const [movedJob] = await jobsOf(moved.invocation.id)
     const stale = { ...(await e.snapshot(moved.invocation))!, revision: 0 }
-    expect(await e.recordResult(moved.invocation, RESULT, Promise.resolve(stale), movedJob)).toMatchObject({ status: 'completed' })
+    expect(await e.recordResult(moved.invocation, RESULT, Promise.resolve(stale), await take(movedJob))).toMatchObject({ status: 'completed' })
     expect(await jobsOf(moved.invocation.id)).toEqual([movedJob])
     await expectReactedOnce(moved.id, moved.invocation.id)
   })
@@ -214,7 +220,7 @@ describe('the evaluation write never strands an invocation', () => {
     const write = writeEvaluation(p.db.pool, {
       tenantId: TENANT, instanceId: id, bundleId: before.bundle_id, status: 'running', facts: { ...before.facts, stage: 'elsewhere' }, ruleState: before.rule_state,
       result: null, error: null, timeline: [], consumedEventIds: [], ended: false,
-      calls: [{ rule: 'bump', function: 'bump', pool: 'never-served-pool', input: { by: 1 }, key: null, priority: 0, retry: { attempts: 1 }, timeoutMs: 1000 }],
+      calls: [{ rule: 'bump', function: 'bump', pool: 'never-served-pool', input: { by: 1 }, key: null, priority: 0, retry: { attempts: 1 }, timeoutMs: 1000, fairnessKey: null }],
     })
     await expect(write).rejects.toMatchObject({ code: '40001', message: expect.stringMatching(/an invocation has no job/) })
     const after = (await readInstance(p.db.pool, TENANT, id))!

@@ -24,7 +24,7 @@ const failure = (text: string) => check(text).then(() => { throw new Error('acce
 describe('calls', () => {
   it("takes pool, retry and timeout from the tenant's stored manifest, never from the isolate", async () => {
     const result = await check(answer({ calls: [call()] }))
-    expect(result.calls).toEqual([{ rule: 'r', function: 'encode', pool: 'mine:fast', retry, timeoutMs: 5000, input: { n: 1 }, key: null, priority: 0 }])
+    expect(result.calls).toEqual([{ rule: 'r', function: 'encode', pool: 'mine:fast', retry, timeoutMs: 5000, input: { n: 1 }, key: null, priority: 0, fairnessKey: null }])
   })
 
   it("refuses a call to another tenant's service (a stub naming video-encoding/splitVideo), naming the rule", async () => {

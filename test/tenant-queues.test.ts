@@ -222,7 +222,7 @@ describe('queues scoped by tenant', () => {
         const invocation = parseInvocationJob(job.payload)
         expect(invocation).toMatchObject({ tenant_id: THIRD, function: 'splitVideo' })
         const owner = `praxis-worker-test-${tenantId}`
-        const summary = await evaluator.recordResult(invocation, { status: 'succeeded', output: { chunks: 2 }, attempts: 1 }, evaluator.snapshot(invocation), undefined, { owner, tenantId, pools })
+        const summary = await evaluator.recordResult(invocation, { status: 'succeeded', output: { chunks: 2 }, attempts: 1 }, evaluator.snapshot(invocation), undefined, { owner, tenantId, pools, tasks: [] })
         const { rows: locked } = await p.db.pool.query('select payload from graphile_worker._private_jobs where locked_by = $1', [owner])
         await p.db.pool.query('update graphile_worker._private_jobs set locked_by = null, locked_at = null where locked_by = $1', [owner])
         return { summary, locked }

@@ -1,6 +1,7 @@
 /**
  * A worker killed mid-function loses nothing: its lease runs out, its job is released, another
- * worker runs the invocation again and the workflow completes, with the reaction applied once.
+ * worker runs the invocation again (the lost run counts as an attempt) and the workflow completes,
+ * with the reaction applied once.
  * A worker stopped with SIGTERM or SIGINT (Ctrl-C) mid-function lets the function finish, records
  * its result, and leaves: nothing runs twice, and no lease is left to expire.
  */
@@ -62,9 +63,12 @@ async function killMidFunction(n: number, warm: boolean): Promise<void> {
   expect(done.body.status).toBe('completed')
   expect(done.body.result).toEqual({ doubled: n * 2 })
   const { rows } = await p.db.pool.query("select function, status, attempts from praxis.invocations where instance_id = $1 and function = 'slowStep'", [started.body.id])
-  expect(rows).toEqual([{ function: 'slowStep', status: 'succeeded', attempts: 1 }])
+  // The run lost with the killed worker counts as an attempt (main: attempts 1, nothing in the timeline).
+  expect(rows).toEqual([{ function: 'slowStep', status: 'succeeded', attempts: 2 }])
   const timeline = await p.request('GET', `/v1/instances/${started.body.id}/timeline`)
   expect(timeline.body.entries.filter((e: { kind: string; data: { function?: string } }) => e.kind === 'invocation.succeeded' && e.data.function === 'slowStep')).toHaveLength(1)
+  expect(timeline.body.entries.filter((e: { kind: string; data: { function?: string } }) => e.kind === 'invocation.lost').map((e: { data: unknown }) => e.data))
+    .toEqual([expect.objectContaining({ function: 'slowStep', attempt: 1, failure: expect.objectContaining({ kind: 'lost' }) })])
   const { rows: workers } = await p.db.pool.query('select count(*)::int as n from praxis.workers')
   expect(workers[0].n).toBe(1)
   await worker.stop()

@@ -11,10 +11,11 @@ import type { Json } from '../../sdk/index.js'
 import { BundleCache, deployBundle, Evaluator, serviceManifest, type Manifest } from '../engine/index.js'
 import type { Limits } from '../config.js'
 import { PraxisError } from '../errors.js'
-import { getActiveBundle, getInstance, listBundles, listInstances, readTimeline, resolveWorkflow, signalDelivered, tenantForKey } from '../store/index.js'
+import { getActiveBundle, getInstance, listBundles, listInstances, noticeUnserved, readTimeline, resolveWorkflow, signalDelivered, tenantForKey, unservedPools } from '../store/index.js'
 import { DeployBody, GetInstanceQuery, InstanceParams, ListQuery, ServiceParams, SignalBody, SignalParams, StartBody, TimelineQuery, WorkflowParams } from './schemas.js'
 import { clientErrorHandler, DEFAULT_LIMITS, errorBody, frameworkErrors, installEdge, type EdgeLimits } from './edge.js'
 import { EndedInstanceWaiters } from './waiters.js'
+import { registerMetrics, type MetricsOptions } from './metrics.js'
 
 export interface ApiOptions {
   pool: pg.Pool
@@ -24,6 +25,17 @@ export interface ApiOptions {
   limits?: Partial<EdgeLimits>
   /** Limits on rule code and what it asks for (platform/config.ts); each defaults to DEFAULT_LIMITS there. */
   ruleLimits?: Partial<Limits>
+  /**
+   * GET /metrics (operator) and GET /v1/metrics (a tenant's own series), see metrics.ts: the
+   * operator token (PRAXIS_METRICS_TOKEN; unset: loopback only) and read settings. The lease
+   * defaults to workerLeaseMs.
+   */
+  metrics?: Partial<MetricsOptions>
+  /**
+   * A worker whose heartbeat is older than this is not live (PRAXIS_LEASE_MS, default 15 s): an
+   * instance waiting on a pool no live worker serves says so (`waiting`, `pool.unserved`).
+   */
+  workerLeaseMs?: number
 }
 
 declare module 'fastify' {
@@ -46,6 +58,11 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   const evaluator = new Evaluator(pool, bundles)
   const waiters = new EndedInstanceWaiters(options.databaseUrl)
   const limits: EdgeLimits = { ...DEFAULT_LIMITS, ...options.limits }
+  const leaseMs = options.workerLeaseMs ?? 15_000
+  // A running instance's calls on pools no live worker serves: in its view (`waiting`), and said
+  // once per pool in its timeline. Read on these reads, never on an evaluation's path.
+  const waitingOf = (tenantId: string, view: { id: string; status: string }) =>
+    (view.status === 'running' || view.status === 'paused' ? noticeUnserved(pool, tenantId, view.id, leaseMs) : Promise.resolve([]))
   const app: FastifyInstance = Fastify({
     ...(options.log ? { loggerInstance: options.log as FastifyBaseLogger } : {}),
     bodyLimit: limits.bodyBytes,
@@ -97,9 +114,12 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     const hash = createHash('sha256').update(body.code).digest('hex')
     if (body.codeHash && body.codeHash !== hash) throw new PraxisError('PRX_BAD_REQUEST', 'codeHash does not match the code: the upload was corrupted, send it again')
     const d = await deployBundle(pool, bundles, request.tenantId, service, body.code, hash, body.manifest ?? null)
+    // Its functions' pools (known from the generated manifest) that no live worker serves yet.
+    const unserved = await unservedPools(pool, request.tenantId, (body.manifest?.functions ?? []).map((f) => `${service}:${f.pool}`), leaseMs)
     return reply.status(d.created ? 201 : 200).send({
       service, version: d.bundle.version, created: d.created, reevaluating: d.reevaluating,
       workflows: d.manifest.workflows.map((w) => ({ name: w.name, rules: w.rules.map((r) => ({ name: r.name, fingerprint: r.fingerprint })) })),
+      unservedPools: unserved,
     })
   })
 
@@ -144,7 +164,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
       await waiters.wait(request.tenantId, id, query.timeoutMs, async () => (view = await read()).status !== 'running')
       view = await read()
     }
-    return view
+    return { ...view, waiting: await waitingOf(request.tenantId, view) }
   })
 
   app.get('/v1/instances', async (request) => {
@@ -158,7 +178,9 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   app.get('/v1/instances/:id/timeline', async (request) => {
     const { id } = parse(InstanceParams, request.params, 'params')
     const query = parse(TimelineQuery, request.query, 'query')
-    if (!(await getInstance(pool, request.tenantId, id))) throw new PraxisError('PRX_INSTANCE_NOT_FOUND', `no instance ${id} in your tenant`)
+    const view = await getInstance(pool, request.tenantId, id)
+    if (!view) throw new PraxisError('PRX_INSTANCE_NOT_FOUND', `no instance ${id} in your tenant`)
+    await waitingOf(request.tenantId, view)
     const entries = await readTimeline(pool, request.tenantId, id, { after: query.after, limit: query.limit })
     return { entries, nextCursor: entries.length === query.limit ? entries[entries.length - 1]!.id : null }
   })
@@ -177,6 +199,8 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     const delivered = await evaluator.signal(request.tenantId, id, name, body.payload as Json, body.signalId ?? null)
     return reply.status(202).send({ delivered, duplicate: !delivered })
   })
+
+  registerMetrics(app, pool, { leaseMs: options.workerLeaseMs, ...options.metrics })
 
   return app
 }

@@ -5,9 +5,56 @@
  */
 import type { Config } from '../config.js'
 import { PraxisError } from '../errors.js'
-import { createApiKey, createPool, createTenant, listApiKeys, listTenants, migrate, revokeApiKey } from '../store/index.js'
+import {
+  createApiKey, createPool, createTenant, getTenantRetention, isRetentionDays, listApiKeys, listTenants, MAX_RETENTION_DAYS, migrate, purgeExpired, resolveRetention,
+  revokeApiKey, setTenantRetention, type RetentionKey, type TenantRetention,
+} from '../store/index.js'
 
-export interface AdminArgs { positionals: string[]; id?: string | undefined; tenant?: string | undefined; label?: string | undefined }
+export interface AdminArgs {
+  positionals: string[]; id?: string | undefined; tenant?: string | undefined; label?: string | undefined
+  /** praxis tenants retention: days, `off` or `default` per setting, and --purge. */
+  finishedDays?: string | undefined; eventsDays?: string | undefined; runningTimelineDays?: string | undefined; purge?: boolean | undefined
+}
+
+/** The retention settings as `praxis tenants retention` names them: flag and what it keeps. */
+const RETENTION_FLAGS: readonly (readonly [RetentionKey, string, string])[] = [
+  ['finishedDays', 'finished-days', 'finished instances, with their events, timeline, invocations'],
+  ['eventsDays', 'events-days', 'consumed events'],
+  ['runningTimelineDays', 'running-timeline-days', 'timeline entries of running instances'],
+]
+
+/** A retention flag's value: days (fractions allowed), `off` (keep for ever) or `default` (the platform's). */
+function retentionValue(flag: string, text: string): number | null | 'default' {
+  if (text === 'off') return null
+  if (text === 'default') return 'default'
+  const days = text.trim() === '' ? NaN : Number(text)
+  if (!isRetentionDays(days)) throw new PraxisError('PRX_BAD_REQUEST', `--${flag} ${JSON.stringify(text)}: give days (above 0, at most ${MAX_RETENTION_DAYS}, fractions allowed), off (keep for ever) or default (the platform's)`)
+  return days
+}
+
+const shownDays = (value: number | null | undefined): string => (value === undefined ? '-' : value === null ? 'off' : String(value))
+
+/** `praxis tenants retention <tenant> [--finished-days N|off|default] … [--purge]`. */
+async function tenantRetention(pool: ReturnType<typeof createPool>, config: Config, tenantId: string | undefined, args: AdminArgs, out: (line: string) => void): Promise<number> {
+  if (!tenantId) throw new Error('praxis tenants retention needs a tenant id, e.g. praxis tenants retention acme [--finished-days 14] [--events-days 3] [--running-timeline-days off] [--purge]')
+  const given = { finishedDays: args.finishedDays, eventsDays: args.eventsDays, runningTimelineDays: args.runningTimelineDays }
+  const changes = Object.fromEntries(RETENTION_FLAGS.flatMap(([key, flag]) => (given[key] === undefined ? [] : [[key, retentionValue(flag, given[key])]])))
+  let own: TenantRetention | null
+  if (Object.keys(changes).length > 0) {
+    own = await setTenantRetention(pool, tenantId, changes)
+    out(`updated the retention of tenant ${tenantId}; its workers apply it from their next purge`)
+  } else own = await getTenantRetention(pool, tenantId)
+  const policy = resolveRetention(config.retention, own)
+  out(`retention of tenant ${tenantId}, in days (off: kept for ever; -: the default applies):`)
+  for (const line of table([['SETTING', 'KEEPS', 'TENANT', 'DEFAULT', 'APPLIES'], ...RETENTION_FLAGS.map(([key, flag, what]) => [`--${flag}`, what, shownDays(own?.[key]), shownDays(config.retention[key]), shownDays(policy[key])])])) out(line)
+  out(`defaults as this environment sets them (PRAXIS_RETAIN_*); the tenant's workers purge with theirs, on the schedule ${config.retention.schedule ?? 'off'} (PRAXIS_RETENTION_SCHEDULE)`)
+  if (args.purge) {
+    const r = await purgeExpired(pool, tenantId, policy, { batchSize: config.retention.batchSize, budgetMs: config.retention.budgetMs })
+    if (r.skipped) out('purge skipped: another purge of this tenant is running (a worker\'s retention job); try again later')
+    else out(`purged ${r.instances} instances, ${r.events} events, ${r.timeline} timeline entries, ${r.invocations} invocations in ${r.batches} batches (${r.ms} ms)${r.complete ? '' : '; stopped at PRAXIS_RETENTION_BUDGET_MS, run it again to go on'}`)
+  }
+  return 0
+}
 
 /** Where `praxis dev`'s embedded PostgreSQL listens (its TCP port; the same URL its workers use). */
 export const adminDatabaseUrl = (config: Config): string => config.databaseUrl ?? `postgres://postgres:praxis@127.0.0.1:${config.embeddedPort}/praxis`
@@ -50,7 +97,8 @@ export async function runAdmin(config: Config, group: 'tenants' | 'keys', args: 
         else for (const line of table([['ID', 'NAME', 'ACTIVE KEYS', 'CREATED'], ...tenants.map((t) => [t.id, t.name, String(t.activeKeys), date(t.createdAt)])])) out(line)
         return 0
       }
-      throw new Error(`unknown command praxis tenants ${verb ?? ''}: use praxis tenants create <name> [--id ID] | list`)
+      if (verb === 'retention') return await tenantRetention(pool, config, rest[0], args, out)
+      throw new Error(`unknown command praxis tenants ${verb ?? ''}: use praxis tenants create <name> [--id ID] | list | retention <tenant> [--finished-days N] [--events-days N] [--running-timeline-days N] [--purge]`)
     }
     if (verb === 'create') {
       if (!args.tenant) throw new Error('praxis keys create needs --tenant ID (see praxis tenants list)')

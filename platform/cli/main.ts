@@ -3,11 +3,13 @@
  *
  *   praxis dev [service-dir…]        embedded PostgreSQL + API + worker pool; deploys the examples
  *   praxis worker <service-dir…> --tenant ID   a worker process for one tenant's function pools of the services
+ *   praxis pools <service-dir…> --tenant ID    min..max warm worker processes per pool, scaled on the queues
  *   praxis deploy <service-dir>      builds and deploys a service's rules bundle
  *   praxis codegen [service-dir…]    writes generated/ (stubs, workflow refs, API client, manifest)
  *   praxis start <workflow> --input '<json>' [--wait]
  *   praxis inspect <instance-id>
  *   praxis tenants create <name> [--id ID] | tenants list
+ *   praxis tenants retention <tenant> [--finished-days N|off|default] [--events-days …] [--running-timeline-days …] [--purge]
  *   praxis keys create --tenant ID [--label L] | keys list --tenant ID | keys revoke <key-id>
  */
 import { readFile } from 'node:fs/promises'
@@ -19,13 +21,19 @@ import { buildBundle, readGeneratedManifest } from '../engine/index.js'
 import { loadService } from '../pools/index.js'
 import { ApiError, apiClient, resolveApiKey } from './client.js'
 import { runDev } from './dev.js'
+import { runPools, wholeFlag } from './pools.js'
 import { follow } from './progress.js'
 import { runWorker } from './worker.js'
 
 const USAGE = `usage:
-  praxis dev [service-dir…]                      start everything locally (default: every folder in examples/)
+  praxis dev [service-dir…]                      start everything locally (default: every folder in examples/); its
+                                                 workers: --min N (or --workers N) .. --max N per function pool, default 1..2
   praxis worker <service-dir…> --tenant ID       run a worker for one tenant's jobs of these services' functions (or --api-key KEY,
-                                                 PRAXIS_TENANT, PRAXIS_API_KEY; needs DATABASE_URL or a running praxis dev)
+                                                 PRAXIS_TENANT, PRAXIS_API_KEY; needs DATABASE_URL or a running praxis dev);
+                                                 --pool SERVICE:POOL serves only that pool
+  praxis pools <service-dir…> --tenant ID [--min N] [--max N] [--idle-ms MS]
+                                                 keep min..max (default 1..4) warm workers per function pool, scaled up on
+                                                 queue depth and age, down when idle, restarted when they die
   praxis deploy <service-dir> [--server URL]     build and deploy a service's rules bundle
   praxis codegen [service-dir…] [--check]       write each service's generated/ folder (stubs, workflow refs, API client, manifest);
                                                  --check writes nothing and fails naming every stale file
@@ -35,6 +43,9 @@ const USAGE = `usage:
   praxis inspect <instance-id> [--server URL]
   praxis tenants create <name> [--id ID]        add a tenant (the id defaults to a slug of the name)
   praxis tenants list
+  praxis tenants retention <tenant> [--finished-days N] [--events-days N] [--running-timeline-days N] [--purge]
+                                                 show or set how long the tenant's finished data is kept (days; off: for ever;
+                                                 default: the platform's PRAXIS_RETAIN_*); --purge purges now
   praxis keys create --tenant ID [--label L]    make an API key; it is printed once and cannot be shown again
   praxis keys list --tenant ID                   key ids, labels, created and revoked times (never secrets)
   praxis keys revoke <key-id>                    refuse the key from the next request on
@@ -57,6 +68,11 @@ async function main(argv: string[]): Promise<number> {
       'timeout-ms': { type: 'string', default: '600000' },
       'no-demo': { type: 'boolean', default: false },
       workers: { type: 'string', default: '1' },
+      // praxis pools and praxis dev: workers per pool; praxis worker --pool: the pools it serves.
+      min: { type: 'string' },
+      max: { type: 'string' },
+      'idle-ms': { type: 'string' },
+      pool: { type: 'string', multiple: true },
       check: { type: 'boolean', default: false },
       from: { type: 'string' },
       service: { type: 'string' },
@@ -65,6 +81,11 @@ async function main(argv: string[]): Promise<number> {
       tenant: { type: 'string' },
       id: { type: 'string' },
       label: { type: 'string' },
+      // praxis tenants retention: days, off or default; --purge purges now.
+      'finished-days': { type: 'string' },
+      'events-days': { type: 'string' },
+      'running-timeline-days': { type: 'string' },
+      purge: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   })
@@ -78,10 +99,13 @@ async function main(argv: string[]): Promise<number> {
 
   switch (command) {
     case 'dev':
-      return runDev(config, { services: positionals, demo: !values['no-demo'], workers: Number(values.workers) })
+      return runDev(config, { services: positionals, demo: !values['no-demo'], workers: Number(values.workers), min: wholeFlag('min', values.min), max: wholeFlag('max', values.max), idleMs: wholeFlag('idle-ms', values['idle-ms']) })
     case 'worker':
       if (positionals.length === 0) throw new Error('praxis worker needs at least one service folder, e.g. praxis worker examples/video-encoding')
-      return runWorker(config, positionals, { tenant: values.tenant, apiKey: values['api-key'] })
+      return runWorker(config, positionals, { tenant: values.tenant, apiKey: values['api-key'] }, { pools: values.pool })
+    case 'pools':
+      if (positionals.length === 0) throw new Error('praxis pools needs at least one service folder, e.g. praxis pools examples/video-encoding --tenant acme')
+      return runPools(config, positionals, { tenant: values.tenant, apiKey: values['api-key'], min: wholeFlag('min', values.min), max: wholeFlag('max', values.max), idleMs: wholeFlag('idle-ms', values['idle-ms']) }, out)
     case 'deploy': {
       const dir = positionals[0]
       if (!dir) throw new Error('praxis deploy needs a service folder, e.g. praxis deploy examples/video-encoding')
@@ -94,6 +118,7 @@ async function main(argv: string[]): Promise<number> {
       const manifest = await readGeneratedManifest(dir)
       const deployed = await (await api()).request('POST', `/v1/services/${service.name}/deployments`, { code, ...(manifest ? { manifest } : {}) })
       out(`${deployed.created ? 'deployed' : 'unchanged'}: ${service.name} version ${deployed.version} (${deployed.workflows.map((w: { name: string }) => w.name).join(', ')}); re-evaluating ${deployed.reevaluating} running instances`)
+      if (deployed.unservedPools?.length) out(`note: no worker serves pool ${deployed.unservedPools.join(', ')} yet, so calls of its functions wait: run \`praxis worker ${dir} --tenant <tenant>\` (or \`praxis pools ${dir} --tenant <tenant>\`, or \`praxis dev ${dir}\`)`)
       return 0
     }
     case 'codegen': {
@@ -159,6 +184,7 @@ async function main(argv: string[]): Promise<number> {
       out(`facts: ${JSON.stringify(instance.facts, null, 2)}`)
       if (instance.result !== null) out(`result: ${JSON.stringify(instance.result)}`)
       if (instance.error !== null) out(`error: ${JSON.stringify(instance.error)}`)
+      for (const w of instance.waiting ?? []) out(`waiting: ${w.reason}: ${w.fix}`)
       out('timeline:')
       let after = ''
       for (;;) {
@@ -173,7 +199,10 @@ async function main(argv: string[]): Promise<number> {
     case 'keys': {
       // Imported here: the other commands should not pay for loading it.
       const { runAdmin } = await import('./admin.js')
-      return runAdmin(config, command, { positionals, id: values.id, tenant: values.tenant, label: values.label }, out)
+      return runAdmin(config, command, {
+        positionals, id: values.id, tenant: values.tenant, label: values.label,
+        finishedDays: values['finished-days'], eventsDays: values['events-days'], runningTimelineDays: values['running-timeline-days'], purge: values.purge,
+      }, out)
     }
     default:
       out(`unknown command ${command}\n${USAGE}`)

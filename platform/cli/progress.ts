@@ -1,12 +1,27 @@
-/** Follows an instance until it ends, printing each timeline entry as it lands, with counts. */
+/**
+ * Follows an instance until it ends, printing each timeline entry as it lands, with counts. A
+ * call waiting on a pool no live worker serves is said once per pool ("no worker serves pool …
+ * since …: start one with …"), and once more when a worker serves it after all.
+ */
 import type { ApiClient } from './client.js'
 
 export interface Followed { status: string; facts: unknown; result: unknown; error: unknown; revision: number }
+
+/** A pool the instance waits on with no live worker (GET /v1/instances/:id `waiting`). */
+interface Waiting { pool: string; function: string; since: string; reason: string; fix: string }
 
 export async function follow(api: ApiClient, id: string, out: (line: string) => void, options: { timeoutMs: number }): Promise<Followed> {
   const started = Date.now()
   let after: string | undefined
   const counts = { fired: 0, succeeded: 0, failed: 0, scheduled: 0 }
+  // Pools said to have no worker, until one serves them.
+  const unserved = new Set<string>()
+  const stamp = () => `${String(Date.now() - started).padStart(6)} ms`
+  const sayUnserved = (w: { pool: string; reason: string; fix: string }): void => {
+    if (unserved.has(w.pool)) return
+    unserved.add(w.pool)
+    out(`${stamp()}  ${w.reason}: ${w.fix}`)
+  }
   for (;;) {
     const instance = await api.request('GET', `/v1/instances/${id}?wait=completed&timeoutMs=500`)
     for (;;) {
@@ -17,12 +32,29 @@ export async function follow(api: ApiClient, id: string, out: (line: string) => 
         if (entry.kind === 'invocation.scheduled') counts.scheduled++
         if (entry.kind === 'invocation.succeeded') counts.succeeded++
         if (entry.kind === 'invocation.failed') counts.failed++
+        // Said where it happened in the timeline; only while the view still says so (it is history).
+        if (entry.kind === 'pool.unserved') {
+          const waiting = ((instance.waiting ?? []) as Waiting[]).find((w) => w.pool === entry.data.pool)
+          if (waiting || instance.waiting === undefined) sayUnserved({ pool: entry.data.pool, reason: entry.data.reason, fix: entry.data.fix })
+          else out(`${stamp()}  ${entry.kind} ${entry.data.pool}: ${entry.data.reason} (a worker serves it now)`)
+          continue
+        }
         out(describe(entry, counts, Date.now() - started))
       }
       if (!page.nextCursor) break
     }
+    const waiting = (instance.waiting ?? []) as Waiting[]
+    for (const w of waiting) sayUnserved(w)
+    for (const pool of [...unserved]) {
+      if (waiting.some((w) => w.pool === pool)) continue
+      unserved.delete(pool)
+      if (instance.status === 'running' || instance.status === 'paused') out(`${stamp()}  a worker serves pool ${pool} now`)
+    }
     if (instance.status !== 'running' && instance.status !== 'paused') return instance as Followed
-    if (Date.now() - started > options.timeoutMs) throw new Error(`instance ${id} still ${instance.status} after ${options.timeoutMs} ms; follow it with \`praxis inspect ${id}\` (is a worker running for its pools?)`)
+    if (Date.now() - started > options.timeoutMs) {
+      const why = waiting.length > 0 ? `: ${waiting.map((w) => `${w.reason} (${w.fix})`).join('; ')}` : ' (is a worker running for its pools?)'
+      throw new Error(`instance ${id} still ${instance.status} after ${options.timeoutMs} ms; follow it with \`praxis inspect ${id}\`${why}`)
+    }
   }
 }
 

@@ -1,8 +1,9 @@
 /** `praxis worker`: one process serving one tenant's function pools of the given services. */
 import type pg from 'pg'
 import pino from 'pino'
+import { qualifiedPool } from '../../sdk/index.js'
 import type { Config } from '../config.js'
-import { loadService, startWorker } from '../pools/index.js'
+import { loadService, startWorker, WORKER_READY } from '../pools/index.js'
 import { createPool, evaluateTask, tenantForKey } from '../store/index.js'
 
 /** Signals this close to the first are the same request to stop. */
@@ -41,34 +42,51 @@ export async function resolveWorkerTenant(pool: Pick<pg.Pool, 'query'>, given: W
   return fromKey!
 }
 
-export async function runWorker(config: Config, dirs: string[], given: WorkerTenant = {}): Promise<number> {
+/** `pools`: serve only these (`service:pool`) of the services' pools (`--pool`, as the supervisor starts workers). */
+export async function runWorker(config: Config, dirs: string[], given: WorkerTenant = {}, options: { pools?: string[] | undefined } = {}): Promise<number> {
   const log = pino({ level: config.logLevel }, pino.destination(2))
   const services = await Promise.all(dirs.map((d) => loadService(d)))
-  const functions = services.flatMap((s) => s.functions)
-  if (functions.length === 0) throw new Error(`no functions found in ${dirs.join(', ')}: a service exports its defineFunction(...) values from functions.ts`)
+  const all = services.flatMap((s) => s.functions)
+  if (all.length === 0) throw new Error(`no functions found in ${dirs.join(', ')}: a service exports its defineFunction(...) values from functions.ts`)
+  const only = options.pools && options.pools.length > 0 ? new Set(options.pools) : null
+  const functions = only ? all.filter((f) => only.has(qualifiedPool(f))) : all
+  const unknown = only ? [...only].filter((p) => !all.some((f) => qualifiedPool(f) === p)) : []
+  if (unknown.length > 0) throw new Error(`--pool ${unknown.join(', ')}: no function of ${dirs.join(', ')} is in it; their pools are ${[...new Set(all.map((f) => qualifiedPool(f)))].join(', ')}`)
   if (given.tenant === undefined && given.apiKey === undefined && !process.env.PRAXIS_TENANT && !process.env.PRAXIS_API_KEY) throw new Error(NO_TENANT)
   // Listen before starting: a job can start running before startWorker returns, and a signal
   // then must stop the worker gracefully too, not end the process.
+  // Functions running then finish (each within its own timeout) and their results are recorded;
+  // a second signal leaves at once, and their jobs run again elsewhere once the lease runs out.
+  // Signals within SAME_STOP_MS of the first are the same stop: Ctrl-C under `praxis dev` brings
+  // the terminal's and dev's, a process group's SIGTERM the group's and the supervisor's. One
+  // listener for the whole run: with a `once` listener gone and the next not yet added, a second
+  // signal found none and ended the process mid-function.
+  let stopAt = 0
   const stopRequested = new Promise<void>((resolve) => {
-    process.once('SIGINT', () => resolve())
-    process.once('SIGTERM', () => resolve())
-  })
-  const pool = createPool(devDatabaseUrl(config), config.workerConcurrency + 4)
-  try {
-    const tenantId = await resolveWorkerTenant(pool, given)
-    const worker = await startWorker({ pool, log, tenantId, functions, concurrency: config.workerConcurrency, leaseMs: config.leaseMs, limits: config.limits })
-    await stopRequested
-    // Functions running now finish (each within its own timeout) and their results are recorded;
-    // a second signal leaves at once, and their jobs run again elsewhere once the lease runs out.
-    // (Ctrl-C under `praxis dev` brings two at once, the terminal's and dev's: those count as one.)
-    const stopAt = Date.now()
-    const leave = (): void => {
+    const stop = (): void => {
+      if (stopAt === 0) {
+        stopAt = Date.now()
+        resolve()
+      }
+    }
+    const onSignal = (): void => {
+      if (stopAt === 0) return stop()
       if (Date.now() - stopAt < SAME_STOP_MS) return
       log.warn('second signal: leaving now; the functions still running will run again on another worker after the lease')
       process.exit(130)
     }
-    process.on('SIGINT', leave)
-    process.on('SIGTERM', leave)
+    process.on('SIGINT', onSignal)
+    process.on('SIGTERM', onSignal)
+    // Under a supervisor (`praxis pools`, `praxis dev`) stdin is its pipe: closed, the supervisor is gone.
+    if (process.env.PRAXIS_SUPERVISED === '1') process.stdin.once('end', stop).once('error', stop).resume()
+  })
+  const pool = createPool(devDatabaseUrl(config), config.workerConcurrency + 4)
+  try {
+    const tenantId = await resolveWorkerTenant(pool, given)
+    const worker = await startWorker({ pool, log, tenantId, functions, concurrency: config.workerConcurrency, leaseMs: config.leaseMs, limits: config.limits, retention: config.retention, caps: config.caps })
+    // Registered in praxis.workers and taking jobs: what a supervisor waits for before counting it.
+    process.stdout.write(`${WORKER_READY} ${worker.id} (tenant ${tenantId}; pools ${[...new Set(functions.map((f) => qualifiedPool(f)))].sort().join(', ')})\n`)
+    await stopRequested
     log.info({ stats: worker.stats }, 'worker stopping: running functions finish first (signal again to leave at once)')
     await worker.stop()
   } finally {

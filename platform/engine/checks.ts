@@ -98,6 +98,7 @@ const Call = z.object({
   input: z.unknown(),
   key: z.string().max(1000).nullable(),
   priority: z.number(),
+  fairnessKey: z.string().max(200, 'a fairness key has at most 200 characters').nullable().optional(),
   rule: z.string().max(300),
 })
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value)
@@ -187,7 +188,7 @@ async function checkCall(raw: unknown, ownService: string, limits: Limits, looku
   if (answerDepth > limits.maxDepth + 3 && jsonDepth(call.input, limits.maxDepth) > limits.maxDepth) {
     throw new CheckFailure('PRX_LIMIT_INPUT', `rule ${call.rule} calls ${name} with an input nested deeper than ${limits.maxDepth} levels (PRAXIS_MAX_DEPTH)`)
   }
-  const base = { rule: call.rule, input: (call.input ?? null) as Json, key: call.key, priority: call.priority }
+  const base = { rule: call.rule, input: (call.input ?? null) as Json, key: call.key, priority: call.priority, fairnessKey: call.fairnessKey ?? null }
   if (call.pool === CHILD_POOL) {
     // The child is started inside this tenant (the start resolves `service.workflow` among the
     // tenant's own services); one that is not deployed fails the call, for an error section.

@@ -1,7 +1,8 @@
 /** Deploying a bundle: load it to prove it works, store it as the next version, reach old work. */
 import type pg from 'pg'
 import { PraxisError } from '../errors.js'
-import { insertBundle, invokeTask, queueRedeploy, rollback, type BundleRow } from '../store/index.js'
+import { queueRedeploy } from '../queue/index.js'
+import { insertBundle, invokeTask, rollback, type BundleRow } from '../store/index.js'
 import { jsonEqual } from '../../sdk/facts.js'
 import type { ManifestFunction, ServiceManifest } from '../../sdk/manifest.js'
 import type { Limits } from '../config.js'

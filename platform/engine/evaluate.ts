@@ -10,9 +10,10 @@
 import type pg from 'pg'
 import type { Json } from '../../sdk/index.js'
 import { PraxisError } from '../errors.js'
+import { appendEvent, ensureTasks, writeEvaluation, type EagerJob, type WriteGuard } from '../queue/index.js'
 import {
-  appendEvent, rollback, ensureTasks, finishAndLock, finishInvocation, getInvocations, insertInstance, lockInstance, readInstance, writeEvaluation,
-  type EagerJob, type InvocationJob, type InvocationRow, type LockedInstance, type ParentLink, type PendingEvent, type WriteGuard,
+  rollback, finishAndLock, finishInvocation, getInvocations, insertInstance, lockInstance, readInstance,
+  type InvocationJob, type InvocationRow, type LockedInstance, type ParentLink, type PendingEvent,
 } from '../store/index.js'
 import { createHash } from 'node:crypto'
 import type { RunResult } from '../../sdk/runtime.js'
@@ -39,7 +40,7 @@ type Queryable = Pick<pg.PoolClient, 'query'>
 /** An invocation's final result, as the worker reports it. */
 export type InvocationResult =
   | { status: 'succeeded'; output: Json; attempts: number }
-  | { status: 'failed'; failure: { kind: 'retryable' | 'fatal' | 'timeout' | 'cancelled'; message: string; attempts: number }; attempts: number }
+  | { status: 'failed'; failure: { kind: 'retryable' | 'fatal' | 'timeout' | 'lost' | 'cancelled'; message: string; attempts: number }; attempts: number }
 
 export class Evaluator {
   /** Invoke queues whose graphile-worker task rows exist (ensureTasks). */
@@ -146,13 +147,14 @@ export class Evaluator {
    * it takes the instance lock with NOWAIT and evaluates in a transaction; when another evaluation
    * holds the lock, it records the result as an event and leaves an evaluate job. Returns null when
    * the invocation was already final (a duplicate run): its reaction must not run twice.
-   * `jobId`, the graphile-worker job running the invocation, is completed by the optimistic write;
-   * with `eager`, that write locks the next invocation's job to the worker (summary.eager).
+   * `job`, the graphile-worker job running the invocation, is completed by the optimistic write
+   * while its lock is still `job.lockedBy`'s; with `eager`, that write locks the next invocation's
+   * job to the worker (summary.eager).
    */
-  async recordResult(job: InvocationJob, result: InvocationResult, snapshot?: Promise<LockedInstance | null>, jobId?: string, eager?: WriteGuard['eager']): Promise<EvaluationSummary | 'queued' | null> {
+  async recordResult(job: InvocationJob, result: InvocationResult, snapshot?: Promise<LockedInstance | null>, running?: { id: string; lockedBy: string }, eager?: WriteGuard['eager']): Promise<EvaluationSummary | 'queued' | null> {
     const seen = await snapshot
     if (seen && seen.status === 'running' && seen.pending.length === 0) {
-      const written = await this.#evaluate(this.pool, seen, [finishedRow(job, result)], [], { expectedRevision: seen.revision, invocationId: job.id, result, ...(jobId ? { jobId } : {}), ...(eager ? { eager } : {}) })
+      const written = await this.#evaluate(this.pool, seen, [finishedRow(job, result)], [], { expectedRevision: seen.revision, invocationId: job.id, result, ...(running ? { jobId: running.id, lockedBy: running.lockedBy } : {}), ...(eager ? { eager } : {}) })
       if (written === 'duplicate') return null
       if (written !== 'moved' && written !== null) return written
     }
@@ -320,7 +322,7 @@ export class Evaluator {
       result: outcome?.status === 'completed' ? outcome.result : null,
       error: outcome?.status === 'failed' ? outcome.error : null,
       timeline: timeline.map((t) => ({ kind: t.kind, rule: t.rule ?? null, data: t.data })),
-      calls: outcome ? [] : (result?.calls ?? []).map((c) => ({ rule: c.rule, function: c.function, pool: c.pool, input: c.input, key: c.key, priority: c.priority, retry: c.retry, timeoutMs: c.timeoutMs })),
+      calls: outcome ? [] : (result?.calls ?? []).map((c) => ({ rule: c.rule, function: c.function, pool: c.pool, input: c.input, key: c.key, priority: c.priority, retry: c.retry, timeoutMs: c.timeoutMs, fairnessKey: c.fairnessKey ?? null })),
       consumedEventIds: instance.pending.map((e) => e.id),
       ended: status !== 'running' && status !== 'paused',
     }, guard)

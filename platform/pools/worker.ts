@@ -9,11 +9,15 @@ import { run, type Runner, type Task, type WorkerEvents } from 'graphile-worker'
 import type pg from 'pg'
 import type { Logger } from 'pino'
 import { CHILD_POOL, qualifiedPool, type FunctionDefinition } from '../../sdk/index.js'
-import type { Limits } from '../config.js'
+import type { Limits, RetentionSettings } from '../config.js'
 import { BundleCache, Evaluator } from '../engine/index.js'
-import { evaluateTask, invokeTask, parseInvocationJob, parsePayload } from '../queue/index.js'
-import { quietLogger, type EagerJob, type InvocationJob } from '../store/index.js'
-import { runInvocation, startChild } from './invoke.js'
+import {
+  advanceClock, checkQueueSchema, completeJob, dueTask, enqueueDue, evaluateTask, failJobForGood, forceUnlock, invokeTask, isVirtual,
+  parseInvocationJob, parsePayload, releaseJob, releaseStrayJobs, type EagerJob,
+} from '../queue/index.js'
+import { purgeTenant, quietLogger, retentionCronItems, retentionSettings, retentionTask, type InvocationJob } from '../store/index.js'
+import { Caps, checkCaps, type CapsOptions } from './caps.js'
+import { runInvocation, startChild, type RunningJob } from './invoke.js'
 
 export interface WorkerOptions {
   pool: pg.Pool
@@ -35,8 +39,22 @@ export interface WorkerOptions {
   localQueueSize?: number
   /** Limits on rule code and what it asks for (platform/config.ts); each defaults there. */
   limits?: Partial<Limits>
+  /**
+   * Retention (platform/store/retention.ts): the tenant's purge of finished data, a cron job this
+   * worker schedules and runs; its defaults, schedule, batch and budget, each defaulting to
+   * platform/config.ts's DEFAULT_RETENTION. `false` (or a null schedule): no retention job here.
+   */
+  retention?: Partial<RetentionSettings> | false
   /** Run the next invocation a step enqueues at once when this worker serves it. Default true. */
   eager?: boolean
+  /**
+   * An eager chain runs in the slot of the job that started it, and returns to the queue after
+   * this many steps or milliseconds (default 32 steps, 500 ms), so a long sequential workflow
+   * takes its turn with the rest of the queue.
+   */
+  eagerChain?: { steps?: number; ms?: number }
+  /** Concurrency caps per service and per pool in this process, nested inside `concurrency` (caps.ts). */
+  caps?: CapsOptions
 }
 
 export interface WorkerHandle {
@@ -54,6 +72,9 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   evaluateTask(tenantId)
   const { rowCount } = await options.pool.query('select 1 from praxis.tenants where id = $1', [tenantId])
   if (!rowCount) throw new Error(`tenant ${tenantId} does not exist: create it (and its API key) first`)
+  await checkQueueSchema(options.pool)
+  checkCaps(options.caps ?? {}, options.concurrency)
+  const caps = new Caps(options.caps)
   const id = `praxis-worker-${randomBytes(6).toString('hex')}`
   const log = options.log.child({ workerId: id, tenantId })
   const evaluator = new Evaluator(options.pool, new BundleCache({ limits: options.limits ?? {} }))
@@ -71,54 +92,82 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const pools = [...new Set(options.functions.map((f) => qualifiedPool(f)))].sort()
   const deps = { pool: options.pool, evaluator, log }
 
+  // The tenant's fair-share clock: the latest virtual time this worker started a job at, published
+  // every 100 ms (not per job: one shared row written by every step would serialise them).
+  let startedVt = 0
+  let publishedVt = 0
+  const started = (runAt: Date | string | undefined): void => {
+    const at = runAt === undefined ? NaN : new Date(runAt).getTime()
+    if (isVirtual(new Date(at)) && at > startedVt) startedVt = at
+  }
+  const publishClock = async (): Promise<void> => {
+    if (startedVt <= publishedVt) return
+    const vt = startedVt
+    await advanceClock(options.pool, tenantId, new Date(vt))
+    publishedVt = vt
+  }
+
   // Eager dispatch: a step may lock the next invocation to this worker in its own commit; the
-  // worker then runs it at once instead of waiting for the queue to hand it over. At most
-  // `concurrency` eager chains run besides graphile-worker's own jobs (a task reserves a slot when
-  // its result is written; a chain keeps its own); none start or continue once stopping.
+  // worker then runs it at once, in the slot of the job that began the chain (so eager chains
+  // stay within `concurrency`), instead of waiting for the queue to hand it over. A chain asks
+  // for its next job only while it is within its bounds, no higher-priority job waits (the write
+  // checks) and the worker is not stopping; otherwise the next call goes through the queue.
   const eagerEnabled = (options.eager ?? true) && options.concurrency > 0
-  const eagerChains = new Set<Promise<void>>()
-  let eagerSlots = 0
+  const chainSteps = options.eagerChain?.steps ?? 32
+  const chainMs = options.eagerChain?.ms ?? 500
   let stopping = false
-  const eager = { owner: id, tenantId, pools }
+  // Eagerly locked jobs this worker is running (the rest locked to its id are strays: released).
+  const runningEager = new Set<string>()
+  const eager = { owner: id, tenantId, pools, tasks: [] as string[] }
+  // The next job may be locked eagerly only on a pool with room under its caps once the current
+  // step (of `current`) gives its place back.
+  const chainBudget = (chain: { steps: number; since: number }, current: string) => (): typeof eager | undefined => {
+    if (!eagerEnabled || stopping || chain.steps >= chainSteps || Date.now() - chain.since >= chainMs) return undefined
+    return caps.active ? { ...eager, pools: pools.filter((p) => caps.fits(p, current)) } : eager
+  }
   const functionFor = (pool: string, name: string): FunctionDefinition => {
     const fn = byName.get(keyOf(pool, name))
     if (!fn) throw new Error(`PRX_FUNCTION_UNKNOWN: this worker serves pool ${pool} but has no function ${name}; deploy a worker with the service's current functions.ts`)
     return fn
   }
-  const runEager = (first: EagerJob): void => {
-    const chain = (async () => {
-      let job: EagerJob | null = first
-      const completions = new Set<Promise<unknown>>()
-      while (job) {
-        const current: EagerJob = job
+  /** Runs an eager chain from `first` to its end, in the calling task's slot. */
+  const runChain = async (first: EagerJob, chain: { steps: number; since: number }): Promise<void> => {
+    let job: EagerJob | null = first
+    const completions: Promise<unknown>[] = []
+    while (job) {
+      const current: EagerJob = job
+      runningEager.add(current.jobId)
+      try {
+        started(current.runAt)
+        const invocation = parseInvocationJob(current.payload)
+        // The write locks only this tenant's jobs to this worker; checked again all the same.
+        if (invocation.tenant_id !== tenantId) throw new Error(`PRX_TENANT_MISMATCH: eagerly dispatched job ${current.jobId} is of tenant ${invocation.tenant_id}, this worker serves ${tenantId}`)
+        chain.steps++
+        const free = await caps.acquire(invocation.pool)
+        let ran: Awaited<ReturnType<typeof runInvocation>>
         try {
-          const invocation = parseInvocationJob(current.payload)
-          // The write locks only this tenant's jobs to this worker; checked again all the same.
-          if (invocation.tenant_id !== tenantId) throw new Error(`PRX_TENANT_MISMATCH: eagerly dispatched job ${current.jobId} is of tenant ${invocation.tenant_id}, this worker serves ${tenantId}`)
-          const { outcome, next } = await runInvocation(deps, functionFor(invocation.pool, invocation.function), invocation, current.jobId, () => (stopping ? undefined : eager))
-          stats[outcome]++
-          stats.eager++
-          // Complete it (the fused step usually already has: then this deletes nothing), off the
-          // critical path: the next step need not wait for it.
-          const completion: Promise<unknown> = options.pool.query('delete from graphile_worker._private_jobs where id = $1 and locked_by = $2', [current.jobId, id])
-            .catch((error: Error) => log.warn({ jobId: current.jobId, error: error.message }, 'completing an eagerly dispatched job failed: it stays locked until this worker stops; its invocation is recorded, so if it runs again its result is discarded as a duplicate'))
-            .finally(() => completions.delete(completion))
-          completions.add(completion)
-          job = next
-        } catch (error) {
-          // Hand it back to the queue, which retries it like any job.
-          log.warn({ jobId: current.jobId, error: (error as Error).message }, 'eagerly dispatched invocation failed; returned to the queue')
-          await options.pool.query('update graphile_worker._private_jobs set locked_at = null, locked_by = null, run_at = now() + interval \'1 second\' where id = $1 and locked_by = $2', [current.jobId, id]).catch(() => undefined)
-          job = null
+          ran = await runInvocation(deps, functionFor(invocation.pool, invocation.function), invocation, { id: current.jobId, lockedBy: id, attempts: 1 }, chainBudget(chain, invocation.pool))
+        } finally {
+          free()
         }
+        const { outcome, next } = ran
+        stats[outcome]++
+        stats.eager++
+        // Complete it (the fused step usually already has: then this deletes nothing), off the
+        // critical path: the next step need not wait for it.
+        completions.push(completeJob(options.pool, current.jobId, id)
+          .catch((error: Error) => log.warn({ jobId: current.jobId, error: error.message }, 'completing an eagerly dispatched job failed: it is released when this worker next beats; its invocation is recorded, so if it runs again its result is discarded as a duplicate')))
+        job = next
+      } catch (error) {
+        // Hand it back to the queue, in its place; graphile-worker retries it like any job.
+        log.warn({ jobId: current.jobId, error: (error as Error).message }, 'eagerly dispatched invocation failed; returned to the queue')
+        await releaseJob(options.pool, current.jobId, id).catch(() => undefined)
+        job = null
+      } finally {
+        runningEager.delete(current.jobId)
       }
-      await Promise.all([...completions])
-    })()
-    eagerChains.add(chain)
-    void chain.finally(() => {
-      eagerChains.delete(chain)
-      eagerSlots--
-    })
+    }
+    await Promise.all(completions)
   }
 
   // Defence in depth: only this tenant's task identifiers are registered, but a job is a row
@@ -127,15 +176,15 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const refuse = async (job: { id: string; task_identifier: string }, payloadTenant: unknown): Promise<never> => {
     stats.refused++
     log.error({ jobId: job.id, task: job.task_identifier, payloadTenant }, 'refused a job of another tenant: not run, failed for good')
-    await options.pool.query('update graphile_worker._private_jobs set max_attempts = greatest(attempts, 1) where id = $1', [job.id])
+    await failJobForGood(options.pool, job.id)
     throw new Error(`PRX_TENANT_MISMATCH: job ${job.id} on ${job.task_identifier} names tenant ${JSON.stringify(payloadTenant)}; this worker serves ${tenantId} and never runs another tenant's job`)
   }
   /** Records a fatal failure of an invocation whose job failed its last attempt. */
-  const giveUp = async (invocation: InvocationJob, job: { id: string; attempts: number }, error: Error): Promise<'failed' | 'duplicate'> => {
+  const giveUp = async (invocation: InvocationJob, job: { id: string; attempts: number }, running: RunningJob, error: Error): Promise<'failed' | 'duplicate'> => {
     const attempts = invocation.attempts + 1
     const message = `its job failed ${job.attempts} times outside the function (last: ${error.message}); the platform gave up on it`
     log.warn({ invocationId: invocation.id, function: invocation.function, attempts: job.attempts, error: error.message }, 'invocation job failed its last attempt; recording a fatal failure')
-    const recorded = await evaluator.recordResult(invocation, { status: 'failed', failure: { kind: 'fatal', message, attempts }, attempts }, evaluator.snapshot(invocation), job.id)
+    const recorded = await evaluator.recordResult(invocation, { status: 'failed', failure: { kind: 'fatal', message, attempts }, attempts }, evaluator.snapshot(invocation), running)
     return recorded === null ? 'duplicate' : 'failed'
   }
 
@@ -144,44 +193,63 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     taskList[invokeTask(tenantId, pool)] = async (payload, helpers) => {
       const invocation = parseInvocationJob(payload)
       if (invocation.tenant_id !== tenantId) return refuse(helpers.job, invocation.tenant_id)
-      let reserved = false
-      const reserve = (): typeof eager | undefined => {
-        if (!eagerEnabled || stopping || eagerSlots >= options.concurrency) return undefined
-        eagerSlots++
-        reserved = true
-        return eager
-      }
-      let handedOver = false
+      started(helpers.job.run_at)
+      const running: RunningJob = { id: helpers.job.id, lockedBy: helpers.job.locked_by ?? "", attempts: helpers.job.attempts }
+      const chain = { steps: 0, since: Date.now() }
+      let next: EagerJob | null
+      // A job fetched in the instant before its pool's cap filled waits here for a place.
+      const free = await caps.acquire(pool)
       try {
-        const { outcome, next } = await runInvocation(deps, functionFor(pool, invocation.function), invocation, helpers.job.id, reserve)
-        stats[outcome]++
-        if (next) {
-          runEager(next)
-          handedOver = true
-        }
+        const ran = await runInvocation(deps, functionFor(pool, invocation.function), invocation, running, chainBudget(chain, pool))
+        stats[ran.outcome]++
+        next = ran.next
       } catch (error) {
         // Not the handler (it has its own retries): the function missing here, the sandbox, the
         // database. graphile-worker retries the job; on its last attempt the invocation fails for
         // good through the normal path, so it never stays pending with its instance waiting.
-        if (helpers.job.attempts < helpers.job.max_attempts) throw error
-        stats[await giveUp(invocation, helpers.job, error as Error)]++
+        if (helpers.job.attempts < helpers.job.max_attempts) {
+          log.warn({ jobId: helpers.job.id, invocationId: invocation.id, attempts: helpers.job.attempts, error: (error as Error).message }, 'invocation job failed outside the function; graphile-worker retries it')
+          throw error
+        }
+        stats[await giveUp(invocation, helpers.job, running, error as Error)]++
+        return
       } finally {
-        if (reserved && !handedOver) eagerSlots--
+        free()
       }
+      // The chain holds this job's slot: graphile-worker fetches nothing new for it meanwhile.
+      if (next) await runChain(next, chain)
     }
   }
   if (options.evaluate ?? true) {
     taskList[invokeTask(tenantId, CHILD_POOL)] = async (payload, helpers) => {
       const invocation = parseInvocationJob(payload)
       if (invocation.tenant_id !== tenantId) return refuse(helpers.job, invocation.tenant_id)
-      stats[await startChild(deps, invocation, helpers.job.id, helpers.job.attempts >= helpers.job.max_attempts)]++
+      started(helpers.job.run_at)
+      stats[await startChild(deps, invocation, { id: helpers.job.id, lockedBy: helpers.job.locked_by ?? "", attempts: helpers.job.attempts }, helpers.job.attempts >= helpers.job.max_attempts)]++
     }
     taskList[evaluateTask(tenantId)] = async (payload, helpers) => {
       const { t, i } = parsePayload(payload)
       if (t !== tenantId) return refuse(helpers.job, t)
+      started(helpers.job.run_at)
       if (await evaluator.evaluatePending(t, i, { nowait: false })) stats.evaluations++
     }
   }
+  // A retry come due: add the invocation's job at its flow's fair place (any worker of the tenant
+  // does: it only writes a job row).
+  taskList[dueTask(tenantId)] = async (payload, helpers) => {
+    const { t, i } = parsePayload(payload)
+    if (t !== tenantId) return refuse(helpers.job, t)
+    await enqueueDue(options.pool, t, i)
+  }
+  // Retention: the tenant's purge of finished data, run by the cron item passed to run() below
+  // (one job per schedule across the tenant's workers); it stops between batches when stopping.
+  const retention = options.retention === false ? null : retentionSettings(options.retention)
+  if (retention?.schedule) {
+    taskList[retentionTask(tenantId)] = async (_payload, helpers) => {
+      await purgeTenant(options.pool, tenantId, retention, { log, shouldStop: () => stopping || helpers.abortSignal.aborted })
+    }
+  }
+  eager.tasks = Object.keys(taskList)
 
   // This worker's own id locks eagerly dispatched jobs: the sweeper releases them too.
   const lockIds = new Set<string>([id])
@@ -196,8 +264,12 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     noHandleSignals: true,
     pollInterval: 1000,
     taskList,
+    // The retention cron item (none without retention; never a crontab file from the working folder).
+    parsedCronItems: retentionCronItems(tenantId, retention ?? { schedule: null }),
     logger: quietLogger,
     events,
+    // Jobs of a pool or service at its cap are not fetched (they carry its flags).
+    ...(caps.active ? { forbiddenFlags: () => caps.forbidden() } : {}),
     preset: { worker: { ...(options.localQueueSize && options.localQueueSize > 1 ? { localQueue: { size: options.localQueueSize } } : {}) } },
   })
 
@@ -210,9 +282,15 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       await options.pool.query('insert into praxis.workers (id, tenant_id, pools, lock_ids) values ($1, $2, $3, $4) on conflict (id) do update set heartbeat_at = now()', [id, tenantId, pools, [...lockIds]])
       log.warn({ leaseMs: options.leaseMs }, 'this worker missed its lease (stalled?) and was swept: its running jobs may run again elsewhere; registered again')
     }
+    // Jobs locked to this worker's own id that it is not running (a chain lost after its commit)
+    // go back to the queue rather than wait for it to stop.
+    const strays = await releaseStrayJobs(options.pool, id, [...runningEager], options.leaseMs)
+    if (strays > 0) log.warn({ strays }, 'released eagerly dispatched jobs this worker held but was not running')
     await sweepDeadWorkers(options.pool, options.leaseMs, log)
   }
   await beat()
+  const clock = setInterval(() => void publishClock().catch((error: Error) => log.warn({ error: error.message }, 'publishing the fair-share clock failed')), 100)
+  clock.unref()
   const heartbeat = setInterval(() => void beat().catch((error: Error) => log.warn({ error: error.message }, 'heartbeat failed')), Math.max(250, Math.floor(options.leaseMs / 3)))
   heartbeat.unref()
   log.info({ tenantId, tasks: Object.keys(taskList), concurrency: options.concurrency, functions: [...byName.keys()] }, 'worker started')
@@ -225,12 +303,14 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       stopping = true
       // The heartbeat goes on until the last function returns: a lease that ran out meanwhile
       // would let another worker run the same invocation at the same time.
+      // (Eager chains run inside graphile-worker's tasks: they end before it stops.)
       await runner.stop()
-      while (eagerChains.size > 0) await Promise.all([...eagerChains])
       clearInterval(heartbeat)
+      clearInterval(clock)
+      await publishClock().catch(() => undefined)
       await evaluator.close()
       // Anything still locked by this worker's own id goes back to the queue now, not in 4 hours.
-      await options.pool.query('select graphile_worker.force_unlock_workers($1::text[])', [[id]]).catch(() => undefined)
+      await forceUnlock(options.pool, [id]).catch(() => undefined)
       await options.pool.query('delete from praxis.workers where id = $1', [id]).catch(() => undefined)
     },
   }
@@ -244,7 +324,7 @@ export async function sweepDeadWorkers(pool: pg.Pool, leaseMs: number, log: Logg
   const { rows } = await pool.query<{ id: string; lock_ids: string[] }>(
     `delete from praxis.workers where heartbeat_at < now() - $1 * interval '1 millisecond' returning id, lock_ids`, [leaseMs])
   for (const row of rows) {
-    if (row.lock_ids.length > 0) await pool.query('select graphile_worker.force_unlock_workers($1::text[])', [row.lock_ids])
+    await forceUnlock(pool, row.lock_ids)
     log.warn({ deadWorker: row.id }, 'worker missed its lease; its jobs are released to run again')
   }
   return rows.map((r) => r.id)

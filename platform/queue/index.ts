@@ -1,7 +1,16 @@
 /**
- * platform/queue: the graphile-worker glue. Jobs are added in SQL inside the evaluation
- * transaction (store/instances.ts, store/events.ts); this module names the tasks and payloads.
+ * platform/queue: the one owner of graphile-worker's SQL. The step write (the store's parts and
+ * the jobs it adds), the inbox's evaluate jobs, retries, fair-share placement, completion,
+ * hand-back and release of locks, and the check of graphile-worker's schema version; the task
+ * names and payloads the workers take.
  */
+export * from './jobs.js'
+export * from './step.js'
+export * from './inbox.js'
+export * from './retry.js'
+export * from './depth.js'
+export * from './metrics.js'
+export { statement, type Statement, type Part, type Params, type ParamTypes } from './statement.js'
 
 import type { InvocationJob } from '../store/index.js'
 
@@ -12,7 +21,7 @@ import type { InvocationJob } from '../store/index.js'
  * `evaluateTask(tenantId)` is `praxis.evaluate.<tenantId>`, consuming an instance's inbox, payload
  * `{ t: tenantId, i: instanceId }` (not keyed: see store/events.ts).
  */
-export { evaluateTask, invokeTask } from '../store/index.js'
+export { dueTask, evaluateTask, invokeTask } from '../store/index.js'
 
 export interface JobPayload { t: string; i: string }
 

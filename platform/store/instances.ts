@@ -1,8 +1,7 @@
 /** Instance rows: creating, locking for an evaluation, and writing an evaluation's results. */
-import pg from 'pg'
+import type pg from 'pg'
 import type { Json } from '../../sdk/index.js'
 import type { InvocationRow } from './invocations.js'
-import { evaluateTaskSql, invokeTask, invokeTaskSql } from './tasks.js'
 
 type Queryable = Pick<pg.PoolClient, 'query'>
 
@@ -96,7 +95,7 @@ export async function finishAndLock(client: Queryable, ref: { tenant_id: string;
   }
 }
 
-/** What one evaluation writes, all in one statement. */
+/** What one evaluation writes, all in one statement (platform/queue composes it with the jobs it adds). */
 export interface EvaluationWrite {
   tenantId: string
   instanceId: string
@@ -107,136 +106,116 @@ export interface EvaluationWrite {
   result: Json | null
   error: Json | null
   timeline: { kind: string; rule: string | null; data: unknown }[]
-  calls: { rule: string; function: string; pool: string; input: Json; key: string | null; priority: number; retry: unknown; timeoutMs: number }[]
+  calls: { rule: string; function: string; pool: string; input: Json; key: string | null; priority: number; retry: unknown; timeoutMs: number; fairnessKey: string | null }[]
   consumedEventIds: string[]
   /** Whether the instance ends with this write (wakes long-polling readers). */
   ended: boolean
 }
 
-// One round trip: the instance row, its timeline, new invocations (deduplicated by call key),
-// their jobs (one NOTIFY for the whole fan-out), consumed events, and a child's result to its parent.
-// With `expected` (the optimistic fused step, no lock held) it also finishes the invocation, and
-// applies only if the instance is still at the revision the evaluation read and the invocation was
-// still pending; an instance that moved meanwhile raises 40001 so the finish rolls back too.
-const WRITE_SQL = `
-with fin as (
-  update praxis.invocations set status = $14, output = $15, failure = $16, attempts = greatest(attempts, $17), finished_at = now()
-  where $13::uuid is not null and tenant_id = $1 and id = $13 and status = 'pending' returning id),
-inst as (
-  update praxis.instances set facts = $3, rule_state = $4, status = $5, result = $6, error = $7,
-    bundle_id = $8, revision = revision + 1, updated_at = now()
-  where tenant_id = $1 and id = $2 and ($12::int is null or revision = $12) and ($13::uuid is null or exists (select 1 from fin))
-  returning revision, service, workflow),
-tl as (
-  insert into praxis.timeline (tenant_id, instance_id, revision, kind, rule, data)
-  select $1, $2, inst.revision, t.kind, t.rule, coalesce(t.data, '{}')
-  from inst, rows from (jsonb_to_recordset($9) as (kind text, rule text, data jsonb)) with ordinality as t(kind, rule, data, ord) order by t.ord),
-inv as (
-  insert into praxis.invocations (tenant_id, instance_id, rule, function, pool, input, call_key, priority, retry, timeout_ms)
-  select $1, $2, c.rule, c.function, c.pool, c.input, c.key, c.priority, c.retry, c."timeoutMs"
-  from inst, jsonb_to_recordset($10) as c(rule text, function text, pool text, input jsonb, key text, priority int, retry jsonb, "timeoutMs" int)
-  on conflict (tenant_id, instance_id, call_key) where call_key is not null do nothing
-  returning id, rule, function, pool, input, call_key, priority, retry, timeout_ms),
-ev as (
-  update praxis.events set consumed_at = now() where tenant_id = $1 and id = any($11::bigint[]) and consumed_at is null and exists (select 1 from inst) returning id),
--- Invoke jobs go straight into graphile-worker 0.17's job table (no key, no queue, no flags), the
--- rows its add_jobs would write, without add_jobs' five statements; one 'jobs:insert' NOTIFY wakes
--- the workers as add_jobs would. The version is pinned and every test runs through this path.
--- Task rows are created beforehand (ensureTasks, committed): a task row committed by another
--- transaction after this statement's snapshot would be invisible here, so a missing one raises
--- (praxis.jobs_missing, 40001) rather than leave an invocation without its job.
--- The task is the instance's tenant's ($1) queue for the pool: a pool never names another tenant's.
-tasks as (
-  select id, identifier from graphile_worker._private_tasks where identifier in (select ${invokeTaskSql('$1::text', 'pool')} from inv)),
--- Eager dispatch: with an owner ($20), the first new invocation on a pool the writing worker serves
--- ($21) is inserted already locked by it, and the worker runs it at once, with no NOTIFY, fetch or
--- commit between the two steps; only when the worker serves this instance's tenant ($22 = $1), so
--- a worker never holds, let alone runs, another tenant's job. A worker that dies holding it is
--- swept like any other lock.
-eligible as (
-  select inv.id, row_number() over (order by inv.priority desc, inv.id) as n from inv
-  where $20::text is not null and $22::text = $1::text and inv.pool = any($21::text[])),
-jobs as (
-  insert into graphile_worker._private_jobs (task_id, payload, priority, locked_at, locked_by)
-  select tasks.id, json_build_object('tenant_id', $1::text, 'id', inv.id, 'instance_id', $2::uuid, 'rule', inv.rule, 'function', inv.function, 'pool', inv.pool,
-      'input', inv.input, 'call_key', inv.call_key, 'priority', inv.priority, 'retry', inv.retry, 'timeout_ms', inv.timeout_ms, 'attempts', 0,
-      -- The instance as this evaluation leaves it, so the worker need not read it (small facts only).
-      'snapshot', case when octet_length($3::text) <= 8192 then json_build_object('revision', (select revision from inst), 'service', (select service from inst),
-        'workflow', (select workflow from inst), 'status', $5::text, 'facts', $3::jsonb, 'rule_state', $4::jsonb, 'bundle_id', $8::bigint::text, 'active_bundle_id', $8::bigint::text) end),
-    least(greatest(-inv.priority, -32768), 32767),
-    case when e.n = 1 then now() end, case when e.n = 1 then $20::text end
-  from inv join tasks on tasks.identifier = ${invokeTaskSql('$1::text', 'inv.pool')} left join eligible e on e.id = inv.id
-  returning id, locked_by, payload),
-woken as (select pg_notify('jobs:insert', '{"r":' || random()::text || ',"count":' || count(*)::text || '}') from jobs where locked_by is null having count(*) > 0),
-notify as (select pg_notify('praxis_instance_ended', $1 || ':' || $2) from inst where $18::boolean),
--- A child workflow that ends finishes the parent's invocation it stands for (its result is the
--- output; failing or being cancelled is a fatal failure) and queues the parent's evaluation.
-parent_fin as (
-  update praxis.invocations v set status = case when $5 = 'completed' then 'succeeded' else 'failed' end,
-    output = case when $5 = 'completed' then $6::jsonb end,
-    failure = case when $5 <> 'completed' then jsonb_build_object('kind', case when $5 = 'cancelled' then 'cancelled' else 'fatal' end,
-      'message', 'child workflow ' || c.service || '.' || c.workflow || ' ' || $5 || coalesce(': ' || ($7::jsonb->>'message'), ''), 'attempts', 1) end,
-    attempts = 1, finished_at = now()
-  from praxis.instances c
-  where $18::boolean and exists (select 1 from inst) and c.tenant_id = $1 and c.id = $2 and c.parent_invocation_id is not null
-    and v.tenant_id = $1 and v.id = c.parent_invocation_id and v.status = 'pending'
-  returning v.id, v.instance_id, v.status),
-parent_ev as (
-  insert into praxis.events (tenant_id, instance_id, kind, payload)
-  select $1, instance_id, case when status = 'succeeded' then 'result' else 'failure' end, jsonb_build_object('invocationId', id) from parent_fin
-  returning instance_id),
-parent_job as (select graphile_worker.add_job(${evaluateTaskSql('$1::text')}, json_build_object('t', $1::text, 'i', instance_id::text), max_attempts := 25) as job from parent_ev),
--- The fused step completes its own graphile-worker job in the same commit (a queue-less job, as
--- invoke jobs are): the worker's later completion then deletes nothing and writes no WAL, so a step
--- costs one durable commit, and a crash after it cannot run the function again.
-done as (delete from graphile_worker._private_jobs where $19::bigint is not null and id = $19 and job_queue_id is null and exists (select 1 from inst) returning id)
-select (select revision from inst) as revision, (select count(*) from inv)::int as invocations, (select count(*) from jobs)::int as jobs, (select count(*) from woken) as woken,
-  (select count(*) from notify) as notified, (select count(*) from ev)::int as consumed, (select count(*) from fin)::int as finished,
-  (select count(*) from done)::int as completed,
-  (select json_build_object('jobId', id::text, 'payload', payload) from jobs where locked_by is not null limit 1) as eager, (select count(*) from parent_job)::int as parents,
-  case when exists (select 1 from fin) and not exists (select 1 from inst) then praxis.instance_moved() end as moved,
-  case when (select count(*) from jobs) <> (select count(*) from inv) then praxis.jobs_missing() end as stranded`
+/** The parameters of the step write's praxis-schema parts, by name and type. */
+export const STEP_PARAMS = {
+  tenant: 'text',
+  instance: 'uuid',
+  facts: 'jsonb',
+  ruleState: 'jsonb',
+  status: 'text',
+  result: 'jsonb',
+  error: 'jsonb',
+  bundle: 'bigint',
+  timeline: 'jsonb',
+  calls: 'jsonb',
+  consumed: 'bigint[]',
+  ended: 'boolean',
+  // The optimistic fused step's guard (all null on a locked instance): the revision the evaluation
+  // read, and the invocation whose result it records.
+  expectedRevision: 'int',
+  invocation: 'uuid',
+  resultStatus: 'text',
+  output: 'jsonb',
+  failure: 'jsonb',
+  attempts: 'int',
+} as const
 
-/** The optimistic fused step's guard: the revision read, and the invocation result to record with the write. */
-export interface WriteGuard {
-  expectedRevision: number
-  invocationId: string
-  result: FinishedResult
-  /** The graphile-worker job running this invocation, completed by the same commit. */
-  jobId?: string
-  /**
-   * Eager dispatch: lock the first new invocation on one of `pools` to `owner`, to run at once;
-   * only when the instance belongs to `tenantId`, the tenant the worker serves.
-   */
-  eager?: { owner: string; tenantId: string; pools: string[] }
-}
+type StepParams = { readonly [K in keyof typeof STEP_PARAMS]: string }
 
-/** A job the write locked to the writing worker (eager dispatch): run it, then complete it. */
-export interface EagerJob { jobId: string; payload: unknown }
-
-/**
- * Writes an evaluation's results. With a guard, returns 'duplicate' when the invocation was no
- * longer pending and 'moved' when the instance changed since it was read (nothing written).
- */
-export async function writeEvaluation(client: Queryable, w: EvaluationWrite, guard?: WriteGuard): Promise<{ revision: number; invocations: number; consumed: number; eager: EagerJob | null } | 'duplicate' | 'moved'> {
+/** The values of STEP_PARAMS for one write. */
+export function stepValues(w: EvaluationWrite, guard?: { expectedRevision: number; invocationId: string; result: FinishedResult }): { [K in keyof typeof STEP_PARAMS]: unknown } {
   const r = guard?.result
-  try {
-    const { rows } = await client.query<{ revision: number | null; invocations: number; consumed: number; finished: number; eager: EagerJob | null }>({
-      name: 'praxis_write_evaluation',
-      text: WRITE_SQL,
-      values: [w.tenantId, w.instanceId, JSON.stringify(w.facts), JSON.stringify(w.ruleState), w.status, JSON.stringify(w.result), JSON.stringify(w.error), w.bundleId,
-        JSON.stringify(w.timeline), JSON.stringify(w.calls), w.consumedEventIds, guard?.expectedRevision ?? null, guard?.invocationId ?? null,
-        r?.status ?? null, r?.status === 'succeeded' ? JSON.stringify(r.output) : null, r?.status === 'failed' ? JSON.stringify(r.failure) : null, r?.attempts ?? null, w.ended, guard?.jobId ?? null, guard?.eager?.owner ?? null, guard?.eager?.pools ?? [], guard?.eager?.tenantId ?? null],
-    })
-    const row = rows[0]!
-    if (guard && row.finished === 0) return 'duplicate'
-    if (row.revision === null) return 'moved'
-    return { revision: row.revision, invocations: row.invocations, consumed: row.consumed, eager: row.eager }
-  } catch (error) {
-    if (guard && (error as { code?: string }).code === '40001') return 'moved'
-    throw error
+  return {
+    tenant: w.tenantId, instance: w.instanceId, facts: JSON.stringify(w.facts), ruleState: JSON.stringify(w.ruleState), status: w.status,
+    result: JSON.stringify(w.result), error: JSON.stringify(w.error), bundle: w.bundleId, timeline: JSON.stringify(w.timeline), calls: JSON.stringify(w.calls),
+    consumed: w.consumedEventIds, ended: w.ended,
+    expectedRevision: guard?.expectedRevision ?? null, invocation: guard?.invocationId ?? null, resultStatus: r?.status ?? null,
+    output: r?.status === 'succeeded' ? JSON.stringify(r.output) : null, failure: r?.status === 'failed' ? JSON.stringify(r.failure) : null, attempts: r?.attempts ?? null,
   }
 }
+
+/**
+ * The step write's praxis-schema parts, in order. With a guard (the optimistic fused step, no
+ * lock held) `fin` finishes the invocation, and `inst` applies only when the instance is still at
+ * the revision read, its inbox is empty (an event queued before this result is applied first, by
+ * the locked path, whatever the facts' size) and its row lock is free: `lk` takes it with NOWAIT,
+ * so a busy instance raises 55P03 at once instead of waiting. An instance that moved raises 40001
+ * (`moved`), so the finish rolls back too.
+ *
+ *   fin        the invocation's result (guarded writes only)
+ *   lk         the instance's row lock, NOWAIT (guarded writes only)
+ *   inst       the instance row; its revision, service and workflow
+ *   tl         timeline entries
+ *   inv        new invocations (deduplicated by call key); `flow` is the fair-share flow of each
+ *   ev         consumed events
+ *   ended      NOTIFY for long-polling readers when the instance ends
+ *   parent_fin a child that ends finishes its parent's invocation …
+ *   parent_ev  … and queues the parent's evaluation (its job: platform/queue)
+ */
+export const STEP_PARTS: readonly (readonly [string, (p: StepParams) => string])[] = [
+  ['fin', (p) => `
+  update praxis.invocations set status = ${p.resultStatus}, output = ${p.output}, failure = ${p.failure}, attempts = greatest(attempts, ${p.attempts}), finished_at = now()
+  where ${p.invocation} is not null and tenant_id = ${p.tenant} and id = ${p.invocation} and status = 'pending' returning id`],
+  ['lk', (p) => `
+  select 1 from praxis.instances where ${p.expectedRevision} is not null and tenant_id = ${p.tenant} and id = ${p.instance} for no key update nowait`],
+  ['inst', (p) => `
+  update praxis.instances set facts = ${p.facts}, rule_state = ${p.ruleState}, status = ${p.status}, result = ${p.result}, error = ${p.error},
+    bundle_id = ${p.bundle}, revision = revision + 1, updated_at = now()
+  where tenant_id = ${p.tenant} and id = ${p.instance}
+    and (${p.expectedRevision} is null or (revision = ${p.expectedRevision} and exists (select 1 from lk)
+      and not exists (select 1 from praxis.events e where e.tenant_id = ${p.tenant} and e.instance_id = ${p.instance} and e.consumed_at is null)))
+    and (${p.invocation} is null or exists (select 1 from fin))
+  returning revision, service, workflow`],
+  ['tl', (p) => `
+  insert into praxis.timeline (tenant_id, instance_id, revision, kind, rule, data)
+  select ${p.tenant}, ${p.instance}, inst.revision, t.kind, t.rule, coalesce(t.data, '{}')
+  from inst, rows from (jsonb_to_recordset(${p.timeline}) as (kind text, rule text, data jsonb)) with ordinality as t(kind, rule, data, ord) order by t.ord`],
+  ['inv', (p) => `
+  insert into praxis.invocations (tenant_id, instance_id, rule, function, pool, input, call_key, priority, retry, timeout_ms, fairness_key)
+  select ${p.tenant}, ${p.instance}, c.rule, c.function, c.pool, c.input, c.key, c.priority, c.retry, c."timeoutMs", c."fairnessKey"
+  from inst, jsonb_to_recordset(${p.calls}) as c(rule text, function text, pool text, input jsonb, key text, priority int, retry jsonb, "timeoutMs" int, "fairnessKey" text)
+  on conflict (tenant_id, instance_id, call_key) where call_key is not null do nothing
+  returning id, rule, function, pool, input, call_key, priority, retry, timeout_ms, (select service from inst) || coalesce('/' || fairness_key, '') as flow`],
+  ['ev', (p) => `
+  update praxis.events set consumed_at = now() where tenant_id = ${p.tenant} and id = any(${p.consumed}) and consumed_at is null and exists (select 1 from inst) returning id`],
+  ['ended', (p) => `
+  select pg_notify('praxis_instance_ended', ${p.tenant} || ':' || ${p.instance}) from inst where ${p.ended}`],
+  ['parent_fin', (p) => `
+  update praxis.invocations v set status = case when ${p.status} = 'completed' then 'succeeded' else 'failed' end,
+    output = case when ${p.status} = 'completed' then ${p.result} end,
+    failure = case when ${p.status} <> 'completed' then jsonb_build_object('kind', case when ${p.status} = 'cancelled' then 'cancelled' else 'fatal' end,
+      'message', 'child workflow ' || c.service || '.' || c.workflow || ' ' || ${p.status} || coalesce(': ' || (${p.error}->>'message'), ''), 'attempts', 1) end,
+    attempts = 1, finished_at = now()
+  from praxis.instances c
+  where ${p.ended} and exists (select 1 from inst) and c.tenant_id = ${p.tenant} and c.id = ${p.instance} and c.parent_invocation_id is not null
+    and v.tenant_id = ${p.tenant} and v.id = c.parent_invocation_id and v.status = 'pending'
+  returning v.id, v.instance_id, v.status`],
+  ['parent_ev', (p) => `
+  insert into praxis.events (tenant_id, instance_id, kind, payload)
+  select ${p.tenant}, instance_id, case when status = 'succeeded' then 'result' else 'failure' end, jsonb_build_object('invocationId', id) from parent_fin
+  returning instance_id`],
+]
+
+/** The step write's praxis-schema figures, for its final select. */
+export const STEP_FIGURES = `(select revision from inst) as revision, (select count(*) from inv)::int as invocations, (select count(*) from ended) as notified,
+  (select count(*) from ev)::int as consumed, (select count(*) from fin)::int as finished,
+  case when exists (select 1 from fin) and not exists (select 1 from inst) then praxis.instance_moved() end as moved`
 
 const READ_SQL = `
 select i.tenant_id, i.id, i.service, i.workflow, i.bundle_id::text, s.active_bundle_id::text, i.status, i.revision, i.facts, i.rule_state,
@@ -244,26 +223,6 @@ select i.tenant_id, i.id, i.service, i.workflow, i.bundle_id::text, s.active_bun
             from praxis.events e where e.tenant_id = i.tenant_id and e.instance_id = i.id and e.consumed_at is null), '[]') as pending
 from praxis.instances i join praxis.services s on s.tenant_id = i.tenant_id and s.name = i.service
 where i.tenant_id = $1 and i.id = $2`
-
-/**
- * Creates graphile-worker task rows for `tenantId`'s invoke queues of `pools`, committed, so an
- * evaluation write can find them; each queue once per `known` set (it holds task identifiers).
- * `tenantId` is the tenant of the instance whose evaluation makes the calls. It runs on a
- * connection of its own, not one from the pool: its callers may hold pooled connections in open
- * transactions, and waiting for another from an exhausted pool would deadlock them.
- */
-export async function ensureTasks(pool: pg.Pool, tenantId: string, pools: readonly string[], known: Set<string>): Promise<void> {
-  const missing = [...new Set(pools.map((p) => invokeTask(tenantId, p)))].filter((t) => !known.has(t))
-  if (missing.length === 0) return
-  const client = new pg.Client(pool.options)
-  await client.connect()
-  try {
-    await client.query('insert into graphile_worker._private_tasks (identifier) select unnest($1::text[]) on conflict do nothing', [missing])
-  } finally {
-    await client.end()
-  }
-  for (const t of missing) known.add(t)
-}
 
 /** Reads an instance as an evaluation needs it, without a lock (the optimistic fused step). */
 export async function readInstance(client: Queryable, tenantId: string, instanceId: string): Promise<LockedInstance | null> {

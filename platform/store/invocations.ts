@@ -2,7 +2,6 @@
 import type pg from 'pg'
 import type { Json } from '../../sdk/index.js'
 import type { LockedInstance } from './instances.js'
-import { invokeTaskSql } from './tasks.js'
 
 type Queryable = Pick<pg.PoolClient, 'query'>
 
@@ -53,21 +52,19 @@ export type InvocationJob = Pick<InvocationRow, 'tenant_id' | 'id' | 'instance_i
 }
 
 /**
- * Records a failed attempt and schedules the next one after `delayMs`, in one statement: the
- * attempt goes into the instance's timeline (`invocation.retrying`), and the job to the queue of
- * the invocation row's own tenant and pool (not the job payload's).
+ * Records attempts of a pending invocation that were lost (their worker stopped or crashed while
+ * running them, or the job failed before the function ran): a timeline entry each, and the count.
+ * `lost` are the 1-based attempt numbers.
  */
-export async function scheduleRetry(client: Queryable, job: InvocationJob, attempt: number, failure: Json, delayMs: number): Promise<boolean> {
-  const { rows } = await client.query({
-    name: 'praxis_schedule_retry_v2',
-    text: `with inv as (update praxis.invocations set attempts = greatest(attempts, $3), failure = $4 where tenant_id = $1 and id = $2 and status = 'pending' returning tenant_id, instance_id, pool, rule, function),
-           attempt as (insert into praxis.timeline (tenant_id, instance_id, revision, kind, rule, data)
-             select inv.tenant_id, inv.instance_id, i.revision, 'invocation.retrying', inv.rule,
-               jsonb_build_object('invocationId', $2::text, 'function', inv.function, 'attempt', $3::int, 'failure', $4::jsonb, 'retryInMs', $5::int)
-             from inv join praxis.instances i on i.tenant_id = inv.tenant_id and i.id = inv.instance_id)
-           select graphile_worker.add_job(${invokeTaskSql('inv.tenant_id', 'inv.pool')}, $7::json, run_at := now() + $5 * interval '1 millisecond', max_attempts := 25, priority := $6::int)
-           from inv`,
-    values: [job.tenant_id, job.id, attempt, JSON.stringify(failure), delayMs, Math.max(-32768, Math.min(32767, -job.priority)), JSON.stringify({ ...job, attempts: attempt, snapshot: null })],
+export async function recordLostAttempts(client: Queryable, tenantId: string, invocationId: string, lost: number[], reason: string): Promise<void> {
+  if (lost.length === 0) return
+  await client.query({
+    name: 'praxis_record_lost_attempts',
+    text: `with inv as (update praxis.invocations set attempts = greatest(attempts, (select max(n) from unnest($3::int[]) as n)) where tenant_id = $1 and id = $2 and status = 'pending' returning tenant_id, instance_id, rule, function)
+      insert into praxis.timeline (tenant_id, instance_id, revision, kind, rule, data)
+      select inv.tenant_id, inv.instance_id, i.revision, 'invocation.lost', inv.rule,
+        jsonb_build_object('invocationId', $2::text, 'function', inv.function, 'attempt', a.n, 'failure', jsonb_build_object('kind', 'lost', 'message', $4::text, 'attempts', a.n))
+      from inv join praxis.instances i on i.tenant_id = inv.tenant_id and i.id = inv.instance_id, unnest($3::int[]) as a(n)`,
+    values: [tenantId, invocationId, lost, reason],
   })
-  return rows.length > 0
 }

@@ -1,0 +1,455 @@
+/**
+ * Warm capacity: a supervisor keeps `min..max` worker processes per function pool of a tenant's
+ * services, each with its service loaded and its connections open before it counts (it prints
+ * `praxis worker ready: <id>` once registered in praxis.workers). It samples each pool's queue,
+ * scales up one step when the jobs waiting per worker or the oldest one's wait pass a threshold,
+ * down one step after the pool was idle (nothing waiting, nothing running) for `idleMs`, and
+ * restarts a worker that dies, backing off when it keeps dying. `desiredWorkers` is the policy,
+ * a pure function; the class is the processes around it.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import type pg from 'pg'
+import type { Logger } from 'pino'
+import { qualifiedPool } from '../../sdk/index.js'
+import { sampleQueues, type QueueSample } from '../queue/index.js'
+import { createPool } from '../store/index.js'
+import { loadService, type LoadedService } from './service.js'
+
+const BIN = fileURLToPath(new URL('../../bin/praxis.js', import.meta.url))
+
+/** What `praxis worker` prints on stdout once its worker is registered and taking jobs. */
+export const WORKER_READY = 'praxis worker ready:'
+const READY_LINE = /^praxis worker ready: (\S+)/
+
+// ---------------------------------------------------------------------------------------------
+// The policy
+
+/** How one pool scales. */
+export interface ScalePolicy {
+  /** Workers always kept (0 lets an idle pool scale to none; the first job then waits for a start). */
+  min: number
+  max: number
+  /** Scale up when more jobs than this wait per worker… */
+  depthPerWorker: number
+  /** …or when the oldest waiting job has waited longer than this. */
+  maxAgeMs: number
+  /** Scale down one step once the pool has had nothing waiting and nothing running for this long. */
+  idleMs: number
+}
+
+/** A pool as the supervisor sees it at one sample. */
+export interface PoolLoad {
+  /** Workers it keeps: ready, starting, or waiting to restart. */
+  current: number
+  /** Of those, not ready yet (starting, or waiting to restart). */
+  starting: number
+  /** Jobs due and not taken. */
+  depth: number
+  /** How long the oldest of them has waited, ms. */
+  oldestAgeMs: number
+  /** How long the pool has had no job waiting or running (since its last scale event at most), ms. */
+  idleForMs: number
+}
+
+export interface ScaleDecision { desired: number; reason: string }
+
+const secs = (ms: number): string => `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`
+
+/**
+ * How many workers a pool should have: never below `min` nor above `max`; one more when jobs
+ * wait and either the jobs per worker or the oldest's wait pass their threshold (not while a
+ * worker is still starting: one step at a time, each taking effect first); one fewer once idle
+ * for `idleMs`.
+ */
+export function desiredWorkers(load: PoolLoad, policy: ScalePolicy): ScaleDecision {
+  const { current, depth } = load
+  if (current < policy.min) return { desired: policy.min, reason: `below the minimum of ${policy.min}` }
+  if (current > policy.max) return { desired: policy.max, reason: `above the maximum of ${policy.max}` }
+  if (depth > 0 && current < policy.max && load.starting === 0) {
+    if (current === 0) return { desired: 1, reason: `${depth} job${depth === 1 ? '' : 's'} waiting and no worker` }
+    const perWorker = depth / current
+    if (perWorker > policy.depthPerWorker) return { desired: current + 1, reason: `${depth} jobs waiting, ${Number(perWorker.toFixed(1))} per worker > ${policy.depthPerWorker}` }
+    if (load.oldestAgeMs > policy.maxAgeMs) return { desired: current + 1, reason: `the oldest job has waited ${secs(load.oldestAgeMs)} > ${secs(policy.maxAgeMs)}` }
+  }
+  if (depth === 0 && current > policy.min && load.idleForMs >= policy.idleMs) return { desired: current - 1, reason: `idle for ${secs(load.idleForMs)}` }
+  return { desired: current, reason: 'steady' }
+}
+
+/** Checks a policy's numbers; throws a message naming the bad one. */
+export function checkPolicy(policy: ScalePolicy): ScalePolicy {
+  const whole = (name: string, value: number, least: number): void => {
+    if (!Number.isInteger(value) || value < least) throw new Error(`${name} must be a whole number ≥ ${least}, got ${value}`)
+  }
+  whole('min', policy.min, 0)
+  whole('max', policy.max, 1)
+  if (policy.min > policy.max) throw new Error(`min (${policy.min}) is above max (${policy.max})`)
+  whole('depthPerWorker', policy.depthPerWorker, 1)
+  whole('maxAgeMs', policy.maxAgeMs, 0)
+  whole('idleMs', policy.idleMs, 0)
+  return policy
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pools of services
+
+/** A function pool (`service:pool`) and the service folders whose functions serve it. */
+export interface PoolSpec { pool: string; dirs: string[]; functions: string[] }
+
+/** The pools the services' functions name, each with the folders that serve it, sorted by pool. */
+export function groupPools(services: readonly LoadedService[]): PoolSpec[] {
+  const pools = new Map<string, PoolSpec>()
+  for (const service of services) {
+    for (const fn of service.functions) {
+      const pool = qualifiedPool(fn)
+      const spec = pools.get(pool) ?? { pool, dirs: [], functions: [] }
+      if (!spec.dirs.includes(service.dir)) spec.dirs.push(service.dir)
+      spec.functions.push(fn.name)
+      pools.set(pool, spec)
+    }
+  }
+  return [...pools.values()].sort((a, b) => (a.pool < b.pool ? -1 : 1))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The supervisor
+
+/** What happened, as it happens: `formatEvent` makes a line of it. */
+export type SupervisorEvent =
+  | { kind: 'scale'; pool: string; from: number; to: number; reason: string }
+  | { kind: 'spawned'; pool: string; pid: number | undefined; cause: 'start' | 'scale-up' | 'restart' }
+  | { kind: 'ready'; pool: string; pid: number | undefined; workerId: string; ms: number }
+  | { kind: 'exited'; pool: string; pid: number | undefined; code: number | null; signal: string | null; expected: boolean; wasReady: boolean; restartInMs?: number }
+  | { kind: 'crash-loop'; pool: string; failures: number; retryInMs: number; maxRetryMs: number; last: string }
+  | { kind: 'not-ready'; pool: string; pid: number | undefined; ms: number }
+
+export interface SupervisorOptions {
+  tenantId: string
+  /** Service folders; their functions' pools are supervised. */
+  dirs: string[]
+  /** Where the workers connect (passed to them as DATABASE_URL). */
+  databaseUrl: string
+  /** A pool to sample queues with; without it the supervisor opens (and closes) its own. */
+  db?: pg.Pool
+  log: Logger
+  min?: number
+  max?: number
+  depthPerWorker?: number
+  maxAgeMs?: number
+  idleMs?: number
+  /** How often queues are sampled. Default 1000 ms. */
+  sampleMs?: number
+  /** A worker not ready this long after its start is killed and counts as a failure. Default 120 s. */
+  readyTimeoutMs?: number
+  /** First restart delay after a death; it doubles while workers keep dying, up to `maxRestartMs`. */
+  restartMs?: number
+  maxRestartMs?: number
+  /** A worker that was ready this long before dying was not crash-looping: the backoff starts over. */
+  stableMs?: number
+  /** After `stop()`'s SIGTERM, SIGKILL a worker still running after this long. Default: wait. */
+  stopTimeoutMs?: number
+  /** Extra environment of the worker processes (over this process's). */
+  env?: Record<string, string>
+  /** Each event as it happens. */
+  onEvent?: (event: SupervisorEvent) => void
+  /** A worker's stdout lines other than its ready line (its functions' console output). Default: this process's stdout. */
+  onOutput?: (pool: string, line: string) => void
+}
+
+type SlotState = 'starting' | 'ready' | 'backoff' | 'stopping'
+
+interface Slot {
+  state: SlotState
+  child: ChildProcess | null
+  pid: number | undefined
+  workerId: string | null
+  spawnedAt: number
+  readyAt: number
+  timer: NodeJS.Timeout | null
+  exited: Promise<void>
+}
+
+interface PoolState {
+  spec: PoolSpec
+  slots: Slot[]
+  /** When the pool last had a job waiting or running, or last scaled (idleness counts from the later). */
+  busyAt: number
+  scaledAt: number
+  /** Deaths in a row that were not of a stable worker. */
+  failures: number
+}
+
+/** A pool's workers now. */
+export interface PoolStatus { pool: string; dirs: string[]; ready: number; starting: number; restarting: number; stopping: number; workerIds: string[]; pids: number[] }
+
+export class Supervisor {
+  readonly tenantId: string
+  readonly policy: ScalePolicy
+  private readonly options: SupervisorOptions
+  private readonly pools = new Map<string, PoolState>()
+  private db: pg.Pool | null = null
+  private ownDb = false
+  private sampler: NodeJS.Timeout | null = null
+  private sampling: Promise<void> = Promise.resolve()
+  private started = false
+  private stopping = false
+  private readyWaiters: (() => void)[] = []
+  private sampleFailing = false
+
+  constructor(options: SupervisorOptions) {
+    this.options = options
+    this.tenantId = options.tenantId
+    const min = options.min ?? 1
+    this.policy = checkPolicy({
+      min,
+      max: options.max ?? Math.max(min, 4),
+      depthPerWorker: options.depthPerWorker ?? 8,
+      maxAgeMs: options.maxAgeMs ?? 2000,
+      idleMs: options.idleMs ?? 60_000,
+    })
+  }
+
+  /**
+   * Loads the services (to learn their pools), starts `min` workers per pool and the sampling.
+   * Returns the pools; `ready()` tells when their workers are.
+   */
+  async start(): Promise<PoolSpec[]> {
+    if (this.started) throw new Error('the supervisor is already started')
+    this.started = true
+    const services = await Promise.all(this.options.dirs.map((d) => loadService(d)))
+    const specs = groupPools(services)
+    if (specs.length === 0) throw new Error(`no functions found in ${this.options.dirs.join(', ')}: a service exports its defineFunction(...) values from functions.ts`)
+    this.db = this.options.db ?? null
+    if (!this.db) {
+      this.db = createPool(this.options.databaseUrl, 2)
+      this.ownDb = true
+    }
+    const now = Date.now()
+    for (const spec of specs) {
+      const state: PoolState = { spec, slots: [], busyAt: now, scaledAt: now, failures: 0 }
+      this.pools.set(spec.pool, state)
+      for (let i = 0; i < this.policy.min; i++) this.spawn(state, 'start')
+    }
+    this.schedule()
+    return specs
+  }
+
+  /** Resolves once every pool has at least `min` ready workers (at once if it has), or once stopped. */
+  ready(): Promise<void> {
+    if (this.allReady()) return Promise.resolve()
+    return new Promise((resolve) => this.readyWaiters.push(resolve))
+  }
+
+  status(): PoolStatus[] {
+    return [...this.pools.values()].map(({ spec, slots }) => {
+      const count = (state: SlotState) => slots.filter((s) => s.state === state).length
+      return {
+        pool: spec.pool, dirs: spec.dirs, ready: count('ready'), starting: count('starting'), restarting: count('backoff'), stopping: count('stopping'),
+        workerIds: slots.filter((s) => s.state === 'ready' && s.workerId).map((s) => s.workerId!),
+        pids: slots.filter((s) => s.child && s.pid !== undefined).map((s) => s.pid!),
+      }
+    })
+  }
+
+  /** SIGTERMs every worker (each lets its running functions finish) and waits for them to exit. */
+  async stop(): Promise<void> {
+    if (this.stopping) return
+    this.stopping = true
+    if (this.sampler) clearTimeout(this.sampler)
+    const exits: Promise<void>[] = []
+    for (const state of this.pools.values()) {
+      for (const slot of [...state.slots]) exits.push(this.retire(state, slot))
+    }
+    const killer = this.options.stopTimeoutMs === undefined ? null : setTimeout(() => {
+      for (const state of this.pools.values()) for (const slot of state.slots) slot.child?.kill('SIGKILL')
+    }, this.options.stopTimeoutMs)
+    await Promise.all(exits)
+    if (killer) clearTimeout(killer)
+    for (const resolve of this.readyWaiters.splice(0)) resolve()
+    await this.sampling
+    if (this.ownDb) await this.db?.end()
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  private emit(event: SupervisorEvent): void {
+    this.options.onEvent?.(event)
+  }
+
+  private allReady(): boolean {
+    return [...this.pools.values()].every((s) => s.slots.filter((slot) => slot.state === 'ready').length >= this.policy.min)
+  }
+
+  private checkReady(): void {
+    if (this.allReady()) for (const resolve of this.readyWaiters.splice(0)) resolve()
+  }
+
+  private live(state: PoolState): Slot[] {
+    return state.slots.filter((s) => s.state !== 'stopping')
+  }
+
+  private spawn(state: PoolState, cause: 'start' | 'scale-up' | 'restart', slot?: Slot): void {
+    const { spec } = state
+    const child = spawn(process.execPath, ['--no-node-snapshot', BIN, 'worker', ...spec.dirs, '--tenant', this.tenantId, '--pool', spec.pool], {
+      env: { ...process.env, ...this.options.env, DATABASE_URL: this.options.databaseUrl, PRAXIS_SUPERVISED: '1' },
+      // stdin stays open: a worker whose supervisor dies sees it close, and stops.
+      stdio: ['pipe', 'pipe', 'inherit'],
+    })
+    let resolveExit!: () => void
+    const exited = new Promise<void>((resolve) => { resolveExit = resolve })
+    const s: Slot = slot ?? { state: 'starting', child: null, pid: undefined, workerId: null, spawnedAt: 0, readyAt: 0, timer: null, exited }
+    Object.assign(s, { state: 'starting', child, pid: child.pid, workerId: null, spawnedAt: Date.now(), readyAt: 0, timer: null, exited })
+    if (!slot) state.slots.push(s)
+    this.emit({ kind: 'spawned', pool: spec.pool, pid: child.pid, cause })
+
+    const notReady = setTimeout(() => {
+      if (s.child !== child || s.state !== 'starting') return
+      this.emit({ kind: 'not-ready', pool: spec.pool, pid: child.pid, ms: Date.now() - s.spawnedAt })
+      child.kill('SIGKILL')
+    }, this.options.readyTimeoutMs ?? 120_000)
+    const lines = createInterface({ input: child.stdout! })
+    lines.on('line', (line) => {
+      const ready = READY_LINE.exec(line)
+      if (ready && s.child === child && s.state === 'starting') {
+        clearTimeout(notReady)
+        s.state = 'ready'
+        s.workerId = ready[1]!
+        s.readyAt = Date.now()
+        this.emit({ kind: 'ready', pool: spec.pool, pid: child.pid, workerId: s.workerId, ms: s.readyAt - s.spawnedAt })
+        this.checkReady()
+        return
+      }
+      if (this.options.onOutput) this.options.onOutput(spec.pool, line)
+      else process.stdout.write(line + '\n')
+    })
+    child.stdin!.on('error', () => undefined)
+    let gone = false
+    const onGone = (code: number | null, signal: string | null): void => {
+      if (gone) return
+      gone = true
+      clearTimeout(notReady)
+      this.exited(state, s, child, code, signal)
+      resolveExit()
+    }
+    child.once('exit', onGone)
+    // A process that could not be spawned at all emits 'error' and no 'exit'.
+    child.once('error', (error) => {
+      this.options.log.error({ pool: spec.pool, error: error.message }, 'could not start a worker process')
+      onGone(null, null)
+    })
+  }
+
+  private exited(state: PoolState, slot: Slot, child: ChildProcess, code: number | null, signal: string | null): void {
+    if (slot.child !== child) return
+    const wasReady = slot.state === 'ready'
+    slot.child = null
+    const pool = state.spec.pool
+    if (slot.state === 'stopping' || this.stopping) {
+      state.slots.splice(state.slots.indexOf(slot), 1)
+      this.emit({ kind: 'exited', pool, pid: child.pid, code, signal, expected: true, wasReady })
+      return
+    }
+    // Died on its own: restart it, at once if it had run a while, with a growing delay if not.
+    const now = Date.now()
+    const stable = wasReady && now - slot.readyAt >= (this.options.stableMs ?? 10_000)
+    state.failures = stable ? 0 : state.failures + 1
+    const first = this.options.restartMs ?? 500
+    const most = this.options.maxRestartMs ?? 30_000
+    const delay = state.failures === 0 ? first : Math.min(most, first * 2 ** (state.failures - 1))
+    slot.state = 'backoff'
+    slot.workerId = null
+    this.emit({ kind: 'exited', pool, pid: child.pid, code, signal, expected: false, wasReady, restartInMs: delay })
+    if (state.failures >= 3) {
+      this.emit({ kind: 'crash-loop', pool, failures: state.failures, retryInMs: delay, maxRetryMs: most, last: `${signal ? `signal ${signal}` : `exit code ${code}`} ${wasReady ? 'after it was ready' : 'before it was ready'}` })
+    }
+    slot.timer = setTimeout(() => {
+      slot.timer = null
+      if (this.stopping || slot.state !== 'backoff') return
+      this.spawn(state, 'restart', slot)
+    }, delay)
+  }
+
+  /** Takes a slot away: SIGTERM (the worker finishes its running functions), or cancel its restart. */
+  private retire(state: PoolState, slot: Slot): Promise<void> {
+    if (slot.timer) {
+      clearTimeout(slot.timer)
+      slot.timer = null
+    }
+    if (slot.state === 'stopping') return slot.exited
+    if (!slot.child) {
+      const i = state.slots.indexOf(slot)
+      if (i >= 0) state.slots.splice(i, 1)
+      return Promise.resolve()
+    }
+    slot.state = 'stopping'
+    slot.child.kill('SIGTERM')
+    return slot.exited
+  }
+
+  private schedule(): void {
+    if (this.stopping) return
+    this.sampler = setTimeout(() => {
+      this.sampling = this.sample()
+        .catch((error: Error) => this.options.log.error({ error: error.message }, 'a scaling round failed; the next one runs as usual'))
+        .finally(() => this.schedule())
+    }, this.options.sampleMs ?? 1000)
+  }
+
+  private async sample(): Promise<void> {
+    let samples: Map<string, QueueSample>
+    try {
+      samples = await sampleQueues(this.db!, this.tenantId, [...this.pools.keys()])
+      if (this.sampleFailing) this.options.log.info('sampling the queues works again')
+      this.sampleFailing = false
+    } catch (error) {
+      if (this.stopping) return
+      if (!this.sampleFailing) this.options.log.warn({ error: (error as Error).message }, 'cannot sample the queues (is the database up?); workers are kept as they are until it works again')
+      this.sampleFailing = true
+      return
+    }
+    if (this.stopping) return
+    const now = Date.now()
+    for (const state of this.pools.values()) {
+      const sample = samples.get(state.spec.pool) ?? { depth: 0, oldestAgeMs: 0, running: 0 }
+      if (sample.depth > 0 || sample.running > 0) state.busyAt = now
+      const live = this.live(state)
+      const decision = desiredWorkers({
+        current: live.length,
+        starting: live.filter((s) => s.state !== 'ready').length,
+        depth: sample.depth,
+        oldestAgeMs: sample.oldestAgeMs,
+        idleForMs: now - Math.max(state.busyAt, state.scaledAt),
+      }, this.policy)
+      if (decision.desired === live.length) continue
+      this.emit({ kind: 'scale', pool: state.spec.pool, from: live.length, to: decision.desired, reason: decision.reason })
+      state.scaledAt = now
+      if (decision.desired > live.length) {
+        for (let i = live.length; i < decision.desired; i++) this.spawn(state, 'scale-up')
+      } else {
+        // Those not serving yet go first, then the youngest.
+        const order = [...live].sort((a, b) => Number(a.state === 'ready') - Number(b.state === 'ready') || b.spawnedAt - a.spawnedAt)
+        for (const slot of order.slice(0, live.length - decision.desired)) void this.retire(state, slot)
+      }
+    }
+  }
+}
+
+/** A line for an event, e.g. `video-encoding:encoders: 1 → 2 workers (12 jobs waiting, 12 per worker > 8)`. */
+export function formatEvent(event: SupervisorEvent): string {
+  const pid = 'pid' in event && event.pid !== undefined ? `worker ${event.pid}` : 'a worker'
+  switch (event.kind) {
+    case 'scale': return `${event.pool}: ${event.from} → ${event.to} worker${event.to === 1 ? '' : 's'} (${event.reason})`
+    case 'spawned': return `${event.pool}: starting ${pid}${event.cause === 'restart' ? ' again' : ''}`
+    case 'ready': return `${event.pool}: ${pid} ready (${event.workerId}, ${secs(event.ms)})`
+    case 'not-ready': return `${event.pool}: ${pid} not ready after ${secs(event.ms)}; killing it`
+    case 'exited': {
+      const how = event.signal ? `signal ${event.signal}` : `exit code ${event.code}`
+      if (event.expected) return `${event.pool}: ${pid} stopped (${how})`
+      return `${event.pool}: ${pid} died (${how}${event.wasReady ? '' : ', before it was ready'}); restarting it in ${secs(event.restartInMs ?? 0)}`
+    }
+    case 'crash-loop':
+      return `${event.pool}: its workers keep dying (${event.failures} in a row, last: ${event.last}). Their error is in the log above: fix the service or its environment `
+        + `(DATABASE_URL, the tenant, the code in functions.ts); it tries again in ${secs(event.retryInMs)}, backing off up to ${secs(event.maxRetryMs)}. Ctrl-C stops it.`
+  }
+}

@@ -1,0 +1,56 @@
+/** The instance inbox's jobs: an event appended with the evaluate job that wakes its instance. */
+import type pg from 'pg'
+import type { Json } from '../../sdk/index.js'
+import { addEvaluateJobSql, evaluateJobSpecSql } from './jobs.js'
+
+type Queryable = Pick<pg.PoolClient, 'query'>
+
+/**
+ * Appends an event and enqueues an evaluation of the instance on its tenant's evaluate task (the
+ * tenant the event row is written for, so the instance's own), at the head of the tenant's fair
+ * queue. Returns false when `dedupeKey` was seen before.
+ *
+ * The evaluate job is deliberately not keyed by instance: graphile-worker 0.17's add_jobs clears
+ * the key of a locked job, then upserts with `where locked_at is null`; a worker that locks the
+ * job between those two statements makes the upsert a no-op, and the event is left with no job
+ * after the running one has read its inbox (seen under a fan-out of 20). Unkeyed, each event has
+ * its own job; the first evaluation consumes the whole inbox and the others find it empty.
+ */
+export async function appendEvent(client: Queryable, e: { tenantId: string; instanceId: string; kind: 'signal' | 'result' | 'failure' | 'redeploy'; payload: Json; dedupeKey?: string | null }): Promise<boolean> {
+  const { rows } = await client.query<{ id: string }>({
+    name: 'praxis_append_event_v2',
+    text: `with ev as (
+      insert into praxis.events (tenant_id, instance_id, kind, payload, dedupe_key) values ($1, $2, $3, $4, $5)
+      on conflict (tenant_id, instance_id, kind, dedupe_key) where dedupe_key is not null do nothing returning id)
+    select ev.id, (select ${addEvaluateJobSql('$1::text', '$2::uuid')}) is not null as queued
+    from ev`,
+    values: [e.tenantId, e.instanceId, e.kind, JSON.stringify(e.payload), e.dedupeKey ?? null],
+  })
+  return rows.length > 0
+}
+
+/**
+ * After a deploy, gives every running instance of the service a `redeploy` event and an evaluate
+ * job, in keyset batches, so changed and added rules reach old work (always on). Returns the count.
+ */
+export async function queueRedeploy(client: Queryable, tenantId: string, service: string, version: number, onBatch?: (done: number) => void): Promise<number> {
+  let after = '00000000-0000-0000-0000-000000000000'
+  let total = 0
+  for (;;) {
+    const { rows } = await client.query<{ n: number; last: string | null }>(
+      `with batch as (
+         select id from praxis.instances where tenant_id = $1 and service = $2 and status = 'running' and id > $3::uuid order by id limit 1000),
+       ev as (
+         insert into praxis.events (tenant_id, instance_id, kind, payload) select $1, id, 'redeploy', jsonb_build_object('version', $4::int) from batch returning instance_id),
+       jobs as (
+         select count(*) from graphile_worker.add_jobs(array(select ${evaluateJobSpecSql('$1::text', 'instance_id')} from ev))
+         where exists (select 1 from ev))
+       select (select count(*) from ev)::int as n, (select max(id::text) from batch) as last, (select count(*) from jobs) as j`,
+      [tenantId, service, after, version])
+    const { n, last } = rows[0]!
+    total += n
+    if (!last || n === 0) return total
+    onBatch?.(total)
+    after = last
+  }
+}

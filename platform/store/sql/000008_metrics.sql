@@ -1,0 +1,12 @@
+-- Metrics (platform/api/metrics.ts, platform/store/metrics.ts): each scrape reads the invocations
+-- that finished since the previous one. A BRIN index on finished_at bounds that read to the heap
+-- ranges holding recent finishes (rows are appended in creation order and finish soon after, so
+-- ranges and finish times line up), instead of the table's whole history.
+--
+-- BRIN, not btree: every invocation's finish sets finished_at, and an update that changes a
+-- btree-indexed column is never HOT (000003 made the finish HOT). PostgreSQL 16 and later keep an
+-- update HOT when only summarizing (BRIN) indexes cover the changed columns; on 15 and earlier this
+-- index would make the finish a non-HOT update. The index is a few pages (one summary per 128
+-- heap pages); autosummarize summarizes each range as it fills, so unsummarized (always read)
+-- ranges stay few.
+create index invocations_finished on praxis.invocations using brin (finished_at) with (autosummarize = on);
