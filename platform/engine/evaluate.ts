@@ -12,7 +12,7 @@ import type { Json } from '../../sdk/index.js'
 import { PraxisError } from '../errors.js'
 import { appendEvent, ensureTasks, writeEvaluation, type EagerJob, type WriteGuard } from '../queue/index.js'
 import {
-  rollback, finishAndLock, finishInvocation, getInvocations, insertInstance, lockInstance, readInstance,
+  rollback, finishAndLock, finishInvocation, getInvocations, hasPendingEvents, insertInstance, lockInstance, readInstance,
   type InvocationJob, type InvocationRow, type LockedInstance, type ParentLink, type PendingEvent,
 } from '../store/index.js'
 import { createHash } from 'node:crypto'
@@ -211,6 +211,9 @@ export class Evaluator {
 
   /** Consumes an instance's pending events (the evaluate job). With `nowait`, a busy instance is left to its job. */
   async evaluatePending(tenantId: string, instanceId: string, options: { nowait: boolean }): Promise<EvaluationSummary | null> {
+    // A burst of events leaves a job each, and the first evaluation consumes them all: the later
+    // jobs find the inbox empty here, without waiting for the instance's lock.
+    if (!await hasPendingEvents(this.pool, tenantId, instanceId)) return null
     const client = await this.pool.connect()
     let broken: Error | undefined
     try {
