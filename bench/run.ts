@@ -16,7 +16,11 @@
  *     run in-process, the memory of a loaded tenant bundle and its cold load;
  *  5. codegen (bench/codegen.ts);
  *  6. retention (bench/retention.ts): table sizes under steady load with the retention purge
- *     running vs without it (its own embedded PostgreSQL; BENCH_RETENTION_N, BENCH_RETENTION_ROUNDS).
+ *     running vs without it (its own embedded PostgreSQL; BENCH_RETENTION_N, BENCH_RETENTION_ROUNDS);
+ *  7. queue (bench/queue.ts): a 43,800-call fan-out vs bare graphile-worker, a high-priority call's
+ *     wait under a backlog vs none, fair share between fairness keys (and tenants) under a flood vs
+ *     none and vs fair share defeated, the retry delay vs the scheduled one (its own embedded
+ *     PostgreSQL; BENCH_QUEUE_* sizes, listed at its top).
  * The steps bench runs rule code as production does: in the worker's and the API's tenant isolates.
  *
  * `-- --only steps,match,sandbox,codegen` runs some of them (PostgreSQL starts only for steps).
