@@ -194,7 +194,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       const invocation = parseInvocationJob(payload)
       if (invocation.tenant_id !== tenantId) return refuse(helpers.job, invocation.tenant_id)
       started(helpers.job.run_at)
-      const running: RunningJob = { id: helpers.job.id, lockedBy: helpers.job.locked_by ?? "", attempts: helpers.job.attempts }
+      const running = runningJob(helpers.job)
       const chain = { steps: 0, since: Date.now() }
       let next: EagerJob | null
       // A job fetched in the instant before its pool's cap filled waits here for a place.
@@ -225,7 +225,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       const invocation = parseInvocationJob(payload)
       if (invocation.tenant_id !== tenantId) return refuse(helpers.job, invocation.tenant_id)
       started(helpers.job.run_at)
-      stats[await startChild(deps, invocation, { id: helpers.job.id, lockedBy: helpers.job.locked_by ?? "", attempts: helpers.job.attempts }, helpers.job.attempts >= helpers.job.max_attempts)]++
+      stats[await startChild(deps, invocation, runningJob(helpers.job), helpers.job.attempts >= helpers.job.max_attempts)]++
     }
     taskList[evaluateTask(tenantId)] = async (payload, helpers) => {
       const { t, i } = parsePayload(payload)
@@ -328,4 +328,9 @@ export async function sweepDeadWorkers(pool: pg.Pool, leaseMs: number, log: Logg
     log.warn({ deadWorker: row.id }, 'worker missed its lease; its jobs are released to run again')
   }
   return rows.map((r) => r.id)
+}
+
+/** The job graphile-worker handed a task: its id, the lock it holds, and how often it was handed out. */
+function runningJob(job: { id: string; locked_by: string | null; attempts: number }): RunningJob {
+  return { id: job.id, lockedBy: job.locked_by ?? '', attempts: job.attempts }
 }
