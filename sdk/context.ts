@@ -22,7 +22,33 @@ export interface CallOptions {
    * (services interleave with each other). At most 200 characters.
    */
   fairnessKey?: string
+  /**
+   * Deferred capacity: the call may wait up to this long (ms) for idle capacity. Its invocation
+   * runs when a worker of its pool has nothing else to do, or, at the latest, is raised to its own
+   * priority shortly before the deadline (by a tenth of the wait, at least a second, at most a
+   * minute). For work that must happen but not now: backfills, re-indexing, reports. At most 7 days.
+   */
+  canWaitMs?: number
 }
+
+/** Options of `ctx.callEach`. */
+export interface CallEachOptions extends Omit<CallOptions, 'key'> {
+  /** One deduplication key per input (see `CallOptions.key`). */
+  keys?: readonly string[]
+  /**
+   * Micro-batches: queue the invocations in jobs of up to this many (at most 1000), so a large
+   * fan-out costs a job and a step per batch rather than per item. A worker runs a batch in one
+   * of its slots: the function's `batchHandler` gets the whole batch, or without one its `handler`
+   * runs once per item, one after another. Each item is still its own invocation: its own result,
+   * reaction or error section (exactly once), retries (a retried item runs alone) and timeline.
+   */
+  batchSize?: number
+}
+
+/** Largest `batchSize` of `ctx.callEach`. */
+export const MAX_BATCH_SIZE = 1000
+/** Longest `canWaitMs` of a call: 7 days. */
+export const MAX_CAN_WAIT_MS = 7 * 24 * 3600 * 1000
 
 /** What a rule can call: a function (stub or definition) or, through `ctx.start`, a workflow. */
 export interface Callable { readonly name: string; readonly input: z.ZodType; readonly output: z.ZodType }
@@ -59,7 +85,7 @@ export interface RuleContext<F> {
   /** Calls a function once; its reaction runs with the output. */
   call<Fn extends FunctionRef>(fn: Fn, input: z.input<Fn['input']>, options?: CallOptions): CallHandle<Fn>
   /** Fans out: one invocation per input, all enqueued in one commit. */
-  callEach<Fn extends FunctionRef>(fn: Fn, inputs: readonly z.input<Fn['input']>[], options?: Omit<CallOptions, 'key'> & { keys?: readonly string[] }): CallHandle<Fn>
+  callEach<Fn extends FunctionRef>(fn: Fn, inputs: readonly z.input<Fn['input']>[], options?: CallEachOptions): CallHandle<Fn>
   /**
    * Starts a child workflow (another service's, through its generated reference). Its reaction runs
    * with the child's result when the child completes; its error section runs when the child fails.
@@ -75,18 +101,21 @@ export interface RuleContext<F> {
 /** A recorded command, as it crosses the sandbox boundary (plain JSON). */
 export type Command =
   | { op: 'set'; patch: Record<string, Json> }
-  | { op: 'call'; function: string; pool: string; retry: FunctionRef['retry']; timeoutMs: number; input: Json; key: string | null; priority: number; fairnessKey?: string | null }
+  | { op: 'call'; function: string; pool: string; retry: FunctionRef['retry']; timeoutMs: number; input: Json; key: string | null; priority: number; fairnessKey?: string | null; batchSize?: number | null; canWaitMs?: number | null }
   | { op: 'complete'; result: Json }
   | { op: 'fail'; message: string; details: Json }
 
 /** A `RuleContext` that records into `commands`; `where` names the rule section in errors. */
 export function recordingContext<F>(commands: Command[], where: string): RuleContext<F> {
-  const callOne = (fn: FunctionRef, input: unknown, priority: number, key: string | null, fairnessKey: string | null): void => {
+  const callOne = (fn: FunctionRef, input: unknown, priority: number, key: string | null, options: CallEachOptions | undefined): void => {
     const parsed = fn.input.safeParse(input)
     if (!parsed.success) {
       throw new DefinitionError('PRX_CALL_INPUT_INVALID', `${where} calls ${fn.name} with an invalid input: ${formatIssues(parsed.error.issues)}`, parsed.error.issues)
     }
-    commands.push({ op: 'call', function: fn.name, pool: qualifiedPool(fn), retry: fn.retry, timeoutMs: fn.timeoutMs, input: toJson(parsed.data), key, priority, fairnessKey })
+    commands.push({
+      op: 'call', function: fn.name, pool: qualifiedPool(fn), retry: fn.retry, timeoutMs: fn.timeoutMs, input: toJson(parsed.data), key, priority,
+      fairnessKey: options?.fairnessKey ?? null, batchSize: options?.batchSize ?? null, canWaitMs: checkWait(where, fn.name, options?.canWaitMs),
+    })
   }
   return {
     set(patch) {
@@ -96,14 +125,18 @@ export function recordingContext<F>(commands: Command[], where: string): RuleCon
       commands.push({ op: 'set', patch: { [path]: toJson(value) } })
     },
     call(fn, input, options) {
-      callOne(fn, input, options?.priority ?? 0, options?.key ?? null, options?.fairnessKey ?? null)
+      callOne(fn, input, options?.priority ?? 0, options?.key ?? null, options && { fairnessKey: options.fairnessKey, canWaitMs: options.canWaitMs })
       return { function: fn.name, count: 1 }
     },
     callEach(fn, inputs, options) {
       if (options?.keys && options.keys.length !== inputs.length) {
         throw new DefinitionError('PRX_CALL_INPUT_INVALID', `${where} calls ${fn.name} for ${inputs.length} inputs with ${options.keys.length} keys: give one key per input`)
       }
-      inputs.forEach((input, i) => callOne(fn, input, options?.priority ?? 0, options?.keys?.[i] ?? null, options?.fairnessKey ?? null))
+      const size = options?.batchSize
+      if (size !== undefined && (!Number.isInteger(size) || size < 1 || size > MAX_BATCH_SIZE)) {
+        throw new DefinitionError('PRX_CALL_INPUT_INVALID', `${where} calls ${fn.name} with batchSize ${String(size)}: a batch size is a whole number from 1 to ${MAX_BATCH_SIZE}`)
+      }
+      inputs.forEach((input, i) => callOne(fn, input, options?.priority ?? 0, options?.keys?.[i] ?? null, options))
       return { function: fn.name, count: inputs.length }
     },
     start(workflow, input, options) {
@@ -114,6 +147,7 @@ export function recordingContext<F>(commands: Command[], where: string): RuleCon
       commands.push({
         op: 'call', function: `${workflow.service}.${workflow.name}`, pool: CHILD_POOL, retry: CHILD_RETRY, timeoutMs: CHILD_TIMEOUT_MS,
         input: toJson(parsed.data), key: options?.key ?? null, priority: options?.priority ?? 0, fairnessKey: options?.fairnessKey ?? null,
+        canWaitMs: checkWait(where, `${workflow.service}.${workflow.name}`, options?.canWaitMs),
       })
       return { function: `${workflow.service}.${workflow.name}`, count: 1 }
     },
@@ -124,6 +158,15 @@ export function recordingContext<F>(commands: Command[], where: string): RuleCon
       commands.push({ op: 'fail', message: String(message), details: details === undefined ? null : toJson(details) })
     },
   }
+}
+
+/** A call's `canWaitMs`, checked (null when not given). */
+function checkWait(where: string, name: string, ms: number | undefined): number | null {
+  if (ms === undefined) return null
+  if (!Number.isInteger(ms) || ms < 1 || ms > MAX_CAN_WAIT_MS) {
+    throw new DefinitionError('PRX_CALL_INPUT_INVALID', `${where} calls ${name} with canWaitMs ${String(ms)}: a wait is a whole number of milliseconds from 1 to ${MAX_CAN_WAIT_MS} (7 days)`)
+  }
+  return ms
 }
 
 // A child start is one attempt (starting is idempotent); the child's own rules retry its work.

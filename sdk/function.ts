@@ -46,10 +46,29 @@ export interface FunctionContext {
   readonly invocationId: string
 }
 
+/** What a batch handler receives besides its inputs: one entry per input, in the same order. */
+export interface BatchContext {
+  /** Aborted when the batch times out (the function's `timeoutMs`, for the whole batch). */
+  readonly signal: AbortSignal
+  /** Each item's attempt (1 for its first) and invocation id. */
+  readonly items: readonly { readonly attempt: number; readonly invocationId: string }[]
+}
+
+/**
+ * Runs a micro-batch (`ctx.callEach(fn, inputs, { batchSize })`) at once: gets every item's input
+ * and returns one entry per input, in the same order: the item's output, or an Error for an item
+ * that failed (retried by the policy, unless its `code` is `PRX_NON_RETRYABLE`). Throwing fails
+ * every item of the batch; so does returning a different number of entries.
+ */
+export type BatchHandler<I extends z.ZodType, O extends z.ZodType> =
+  (inputs: z.output<I>[], context: BatchContext) => Promise<readonly (z.input<O> | Error)[]> | readonly (z.input<O> | Error)[]
+
 /** A function with its implementation: what a worker pool runs. */
 export interface FunctionDefinition<I extends z.ZodType = z.ZodType, O extends z.ZodType = z.ZodType>
   extends FunctionRef<I, O> {
   readonly handler: (input: z.output<I>, context: FunctionContext) => Promise<z.input<O>> | z.input<O>
+  /** Runs a whole micro-batch at once; without it, `handler` runs once per item of a batch. */
+  readonly batchHandler?: BatchHandler<I, O>
 }
 
 export interface FunctionOptions<I extends z.ZodType, O extends z.ZodType> {
@@ -58,6 +77,11 @@ export interface FunctionOptions<I extends z.ZodType, O extends z.ZodType> {
   input: I
   output: O
   handler: (input: z.output<I>, context: FunctionContext) => Promise<z.input<O>> | z.input<O>
+  /**
+   * Runs a whole micro-batch at once (a bulk insert, a batched API call): see `BatchHandler`.
+   * Optional; `handler` still runs single calls and retried items.
+   */
+  batchHandler?: BatchHandler<I, O>
   retry?: RetryPolicy
   /** Per attempt. Default 60,000 ms. */
   timeoutMs?: number
@@ -88,6 +112,9 @@ export function defineFunction<I extends z.ZodType, O extends z.ZodType>(
   if (typeof options.handler !== 'function') {
     throw new DefinitionError('PRX_DEFINITION_INVALID', `function ${options.name} has no handler`)
   }
+  if (options.batchHandler !== undefined && typeof options.batchHandler !== 'function') {
+    throw new DefinitionError('PRX_DEFINITION_INVALID', `function ${options.name}: batchHandler must be a function`)
+  }
   const retry = resolveRetry(options.name, options.retry)
   const timeoutMs = options.timeoutMs ?? 60_000
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) {
@@ -101,6 +128,7 @@ export function defineFunction<I extends z.ZodType, O extends z.ZodType>(
     input: options.input,
     output: options.output,
     handler: options.handler,
+    ...(options.batchHandler ? { batchHandler: options.batchHandler } : {}),
     retry,
     timeoutMs,
     pool,

@@ -24,7 +24,7 @@
  * })
  */
 export { defineFunction, isFunctionRef, qualifiedPool } from './function.js'
-export type { FunctionContext, FunctionDefinition, FunctionOptions, FunctionRef, RetryPolicy } from './function.js'
+export type { BatchContext, BatchHandler, FunctionContext, FunctionDefinition, FunctionOptions, FunctionRef, RetryPolicy } from './function.js'
 export { defineWorkflow, isWorkflow } from './workflow.js'
 export type { SignalFactory, SignalHandler, WorkflowDefinition, WorkflowOptions } from './workflow.js'
 export { CHILD_POOL, functionStub, isWorkflowRef, workflowRef } from './stub.js'
@@ -36,7 +36,8 @@ export { rule } from './rule.js'
 export type { ActedRule, MatchedRule, RuleBuilder, RuleDefinition, RuleFactory, RuleSections } from './rule.js'
 export { buildCondition, conditionPaths, RESERVED_NAMES } from './match.js'
 export type { Condition, Json, LeafCondition, MatchRoot, Operator, PathNode, PathRef } from './match.js'
-export type { Callable, CallHandle, CallInfo, CallOptions, Command, Failure, RuleContext } from './context.js'
+export type { Callable, CallEachOptions, CallHandle, CallInfo, CallOptions, Command, Failure, RuleContext } from './context.js'
+export { MAX_BATCH_SIZE, MAX_CAN_WAIT_MS } from './context.js'
 export type { DeepReadonly, FactsPatch, PathValue, Paths } from './paths.js'
 export { DefinitionError, NonRetryableError } from './errors.js'
 export type { SdkErrorCode } from './errors.js'

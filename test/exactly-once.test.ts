@@ -220,7 +220,7 @@ describe('the evaluation write never strands an invocation', () => {
     const write = writeEvaluation(p.db.pool, {
       tenantId: TENANT, instanceId: id, bundleId: before.bundle_id, status: 'running', facts: { ...before.facts, stage: 'elsewhere' }, ruleState: before.rule_state,
       result: null, error: null, timeline: [], consumedEventIds: [], ended: false,
-      calls: [{ rule: 'bump', function: 'bump', pool: 'never-served-pool', input: { by: 1 }, key: null, priority: 0, retry: { attempts: 1 }, timeoutMs: 1000, fairnessKey: null }],
+      calls: [{ rule: 'bump', function: 'bump', pool: 'never-served-pool', input: { by: 1 }, key: null, priority: 0, retry: { attempts: 1 }, timeoutMs: 1000, fairnessKey: null, batch: null, canWaitMs: null }],
     })
     await expect(write).rejects.toMatchObject({ code: '40001', message: expect.stringMatching(/an invocation has no job/) })
     const after = (await readInstance(p.db.pool, TENANT, id))!

@@ -24,7 +24,18 @@ const failure = (text: string) => check(text).then(() => { throw new Error('acce
 describe('calls', () => {
   it("takes pool, retry and timeout from the tenant's stored manifest, never from the isolate", async () => {
     const result = await check(answer({ calls: [call()] }))
-    expect(result.calls).toEqual([{ rule: 'r', function: 'encode', pool: 'mine:fast', retry, timeoutMs: 5000, input: { n: 1 }, key: null, priority: 0, fairnessKey: null }])
+    expect(result.calls).toEqual([{ rule: 'r', function: 'encode', pool: 'mine:fast', retry, timeoutMs: 5000, input: { n: 1 }, key: null, priority: 0, fairnessKey: null, canWaitMs: null, batch: null }])
+  })
+
+  it('numbers micro-batches up to their size, splits them by bytes, and refuses a size or wait out of range', async () => {
+    const sized = (n: number, extra: Record<string, unknown> = {}) => Array.from({ length: n }, (_, i) => call({ input: { n: i }, batchSize: 4, ...extra }))
+    const result = await check(answer({ calls: [...sized(10), call(), ...sized(2, { priority: 1 })] }))
+    expect(result.calls.map((c) => c.batch)).toEqual([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, null, 3, 3])
+    // Inputs of ~240 KB: at most four fit the 1 MiB a batch's job carries.
+    const big = await check(answer({ calls: Array.from({ length: 5 }, () => call({ input: { blob: 'x'.repeat(240_000) }, batchSize: 10 })) }))
+    expect(big.calls.map((c) => c.batch)).toEqual([0, 0, 0, 0, 1])
+    expect((await failure(answer({ calls: [call({ batchSize: 5000 })] }))).message).toMatch(/batchSize: a batch size is at most 1000/)
+    expect((await failure(answer({ calls: [call({ canWaitMs: 30 * 24 * 3600 * 1000 })] }))).message).toMatch(/canWaitMs: a call can wait at most 7 days/)
   })
 
   it("refuses a call to another tenant's service (a stub naming video-encoding/splitVideo), naming the rule", async () => {

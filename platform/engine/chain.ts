@@ -17,7 +17,8 @@ import { ConditionEvaluator } from './conditions.js'
 import type { LoadedRule, LoadedWorkflow } from './workflow.js'
 
 /** A call a section recorded, with the rule that made it. */
-export type RecordedCall = Omit<Extract<RunResult, { ok: true }>['calls'][number], 'op'> & { rule: string }
+/** A call as checked by the host; `batch` numbers its micro-batch in this evaluation (null: a job of its own). */
+export type RecordedCall = Omit<Extract<RunResult, { ok: true }>['calls'][number], 'op' | 'batchSize'> & { rule: string; batch?: number | null }
 
 /** A timeline entry before it is stored. */
 export interface TimelineDraft { kind: string; rule?: string | null; data: Record<string, unknown> }

@@ -12,7 +12,7 @@
  * A breach fails the instance with the limit's own code; nothing of the answer is applied.
  */
 import { z } from 'zod'
-import type { Json } from '../../sdk/index.js'
+import { MAX_BATCH_SIZE, MAX_CAN_WAIT_MS, type Json } from '../../sdk/index.js'
 import type { ManifestFunction } from '../../sdk/manifest.js'
 import type { Limits } from '../config.js'
 import type { ChainResult, RecordedCall, TimelineDraft } from './chain.js'
@@ -99,8 +99,13 @@ const Call = z.object({
   key: z.string().max(1000).nullable(),
   priority: z.number(),
   fairnessKey: z.string().max(200, 'a fairness key has at most 200 characters').nullable().optional(),
+  batchSize: z.number().int().min(1).max(MAX_BATCH_SIZE, `a batch size is at most ${MAX_BATCH_SIZE}`).nullable().optional(),
+  canWaitMs: z.number().int().min(1).max(MAX_CAN_WAIT_MS, 'a call can wait at most 7 days').nullable().optional(),
   rule: z.string().max(300),
 })
+
+/** Most input bytes one micro-batch's job carries; a batch that would carry more is split. */
+export const MAX_BATCH_BYTES = 1024 * 1024
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value)
 
 /**
@@ -160,7 +165,13 @@ export async function checkChainResult(text: string, workflow: LoadedWorkflow, s
     if (Object.hasOwn(given, fingerprint) && typeof truth === 'boolean') state[fingerprint] = truth
   }
   const resolved: RecordedCall[] = []
-  for (const raw of calls as unknown[]) resolved.push(await checkCall(raw, service, limits, lookup, depth))
+  const sizes: (number | null)[] = []
+  for (const raw of calls as unknown[]) {
+    const call = await checkCall(raw, service, limits, lookup, depth)
+    resolved.push(call.call)
+    sizes.push(call.batchSize)
+  }
+  numberBatches(resolved, sizes)
   return {
     facts: facts as Record<string, Json>,
     ruleState: state,
@@ -172,8 +183,44 @@ export async function checkChainResult(text: string, workflow: LoadedWorkflow, s
   }
 }
 
+/**
+ * Numbers the calls' micro-batches: consecutive calls asking for batches (one callEach's) of one
+ * rule, function, pool, priority, fairness key and wait share a number, up to their batch size
+ * and MAX_BATCH_BYTES of inputs; any other call has none (a job of its own).
+ */
+function numberBatches(calls: RecordedCall[], sizes: readonly (number | null)[]): void {
+  let batch = -1
+  let count = 0
+  let bytes = 0
+  let previous: string | null = null
+  calls.forEach((call, i) => {
+    const size = sizes[i] ?? null
+    if (size === null || size <= 1 || call.pool === CHILD_POOL) {
+      call.batch = null
+      previous = null
+      return
+    }
+    const group = JSON.stringify([call.rule, call.function, call.pool, call.priority, call.fairnessKey ?? null, call.canWaitMs ?? null, size])
+    const itemBytes = Buffer.byteLength(JSON.stringify(call.input))
+    if (group !== previous || count >= size || bytes + itemBytes > MAX_BATCH_BYTES) {
+      batch++
+      count = 0
+      bytes = 0
+    }
+    previous = group
+    count++
+    bytes += itemBytes
+    call.batch = batch
+  })
+}
+
 /** `answerDepth`: the whole answer's depth; a call's input sits three levels down in it. */
-async function checkCall(raw: unknown, ownService: string, limits: Limits, lookup: CatalogLookup, answerDepth: number): Promise<RecordedCall> {
+async function checkCall(raw: unknown, ownService: string, limits: Limits, lookup: CatalogLookup, answerDepth: number): Promise<{ call: RecordedCall; batchSize: number | null }> {
+  const call = await resolveCall(raw, ownService, limits, lookup, answerDepth)
+  return { call, batchSize: (raw as { batchSize?: number | null }).batchSize ?? null }
+}
+
+async function resolveCall(raw: unknown, ownService: string, limits: Limits, lookup: CatalogLookup, answerDepth: number): Promise<RecordedCall> {
   const parsed = Call.safeParse(raw)
   if (!parsed.success) throw new CheckFailure('PRX_RULE_THREW', `the rule sandbox answered with a malformed call: ${parsed.error.issues.slice(0, 3).map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`)
   const call = parsed.data
@@ -188,7 +235,7 @@ async function checkCall(raw: unknown, ownService: string, limits: Limits, looku
   if (answerDepth > limits.maxDepth + 3 && jsonDepth(call.input, limits.maxDepth) > limits.maxDepth) {
     throw new CheckFailure('PRX_LIMIT_INPUT', `rule ${call.rule} calls ${name} with an input nested deeper than ${limits.maxDepth} levels (PRAXIS_MAX_DEPTH)`)
   }
-  const base = { rule: call.rule, input: (call.input ?? null) as Json, key: call.key, priority: call.priority, fairnessKey: call.fairnessKey ?? null }
+  const base = { rule: call.rule, input: (call.input ?? null) as Json, key: call.key, priority: call.priority, fairnessKey: call.fairnessKey ?? null, canWaitMs: call.canWaitMs ?? null }
   if (call.pool === CHILD_POOL) {
     // The child is started inside this tenant (the start resolves `service.workflow` among the
     // tenant's own services); one that is not deployed fails the call, for an error section.

@@ -10,7 +10,7 @@
 import type pg from 'pg'
 import type { Json } from '../../sdk/index.js'
 import { PraxisError } from '../errors.js'
-import { appendEvent, ensureTasks, writeEvaluation, type EagerJob, type WriteGuard } from '../queue/index.js'
+import { appendEvent, appendEvents, ensureTasks, writeEvaluation, type EagerJob, type WriteGuard } from '../queue/index.js'
 import {
   rollback, finishAndLock, finishInvocation, getInvocations, hasPendingEvents, insertInstance, lockInstance, readInstance,
   type InvocationJob, type InvocationRow, type LockedInstance, type ParentLink, type PendingEvent,
@@ -152,9 +152,23 @@ export class Evaluator {
    * job to the worker (summary.eager).
    */
   async recordResult(job: InvocationJob, result: InvocationResult, snapshot?: Promise<LockedInstance | null>, running?: { id: string; lockedBy: string }, eager?: WriteGuard['eager']): Promise<EvaluationSummary | 'queued' | null> {
+    return this.recordResults([{ job, result }], snapshot, running, eager)
+  }
+
+  /**
+   * `recordResult` for the final results of several invocations of one instance (a micro-batch's),
+   * in one evaluation: their reactions and error sections run in the order given, in one commit.
+   * Results of invocations that were already final are left out (each reacts once); null when all were.
+   */
+  async recordResults(items: readonly { job: InvocationJob; result: InvocationResult }[], snapshot?: Promise<LockedInstance | null>, running?: { id: string; lockedBy: string }, eager?: WriteGuard['eager']): Promise<EvaluationSummary | 'queued' | null> {
+    const first = items[0]
+    if (!first) return null
+    if (items.some((i) => i.job.instance_id !== first.job.instance_id || i.job.tenant_id !== first.job.tenant_id)) throw new Error('recordResults: every result must be of one instance')
+    const results = items.map(({ job, result }) => ({ invocationId: job.id, result }))
     const seen = await snapshot
     if (seen && seen.status === 'running' && seen.pending.length === 0) {
-      const written = await this.#evaluate(this.pool, seen, [finishedRow(job, result)], [], { expectedRevision: seen.revision, invocationId: job.id, result, ...(running ? { jobId: running.id, lockedBy: running.lockedBy } : {}), ...(eager ? { eager } : {}) })
+      const rows = items.map(({ job, result }) => finishedRow(job, result))
+      const written = await this.#evaluate(this.pool, seen, rows, [], { expectedRevision: seen.revision, results, ...(running ? { jobId: running.id, lockedBy: running.lockedBy } : {}), ...(eager ? { eager } : {}) })
       if (written === 'duplicate') return null
       if (written !== 'moved' && written !== null) return written
     }
@@ -162,25 +176,28 @@ export class Evaluator {
     let broken: Error | undefined
     try {
       await client.query('begin')
-      const locked = await finishAndLock(client, job, result)
-      if (locked !== 'busy' && (!locked.finished || !locked.instance)) {
+      const locked = await finishAndLock(client, first.job, results)
+      if (locked !== 'busy' && (locked.finished.length === 0 || !locked.instance)) {
         await client.query('commit')
         return null
       }
       if (locked !== 'busy') {
-        const summary = await this.#evaluateLocked(client, locked.instance!, [locked.finished!], [])
+        const summary = await this.#evaluateLocked(client, locked.instance!, locked.finished, [])
         if (summary) {
           await client.query('commit')
           return summary
         }
       }
-      // Busy, or the events we read were consumed meanwhile: queue the result for an evaluation.
+      // Busy, or the events we read were consumed meanwhile: queue the results for an evaluation.
       await client.query('rollback')
       await client.query('begin')
-      const finished = await finishInvocation(client, job.tenant_id, job.id, result)
-      if (finished) await appendEvent(client, { tenantId: job.tenant_id, instanceId: job.instance_id, kind: result.status === 'succeeded' ? 'result' : 'failure', payload: { invocationId: job.id } })
+      const queued: { kind: 'result' | 'failure'; payload: Json }[] = []
+      for (const { job, result } of items) {
+        if (await finishInvocation(client, job.tenant_id, job.id, result)) queued.push({ kind: result.status === 'succeeded' ? 'result' : 'failure', payload: { invocationId: job.id } })
+      }
+      await appendEvents(client, first.job.tenant_id, first.job.instance_id, queued)
       await client.query('commit')
-      return finished ? 'queued' : null
+      return queued.length > 0 ? 'queued' : null
     } catch (error) {
       broken = await rollback(client)
       throw error
@@ -325,7 +342,7 @@ export class Evaluator {
       result: outcome?.status === 'completed' ? outcome.result : null,
       error: outcome?.status === 'failed' ? outcome.error : null,
       timeline: timeline.map((t) => ({ kind: t.kind, rule: t.rule ?? null, data: t.data })),
-      calls: outcome ? [] : (result?.calls ?? []).map((c) => ({ rule: c.rule, function: c.function, pool: c.pool, input: c.input, key: c.key, priority: c.priority, retry: c.retry, timeoutMs: c.timeoutMs, fairnessKey: c.fairnessKey ?? null })),
+      calls: outcome ? [] : (result?.calls ?? []).map((c) => ({ rule: c.rule, function: c.function, pool: c.pool, input: c.input, key: c.key, priority: c.priority, retry: c.retry, timeoutMs: c.timeoutMs, fairnessKey: c.fairnessKey ?? null, batch: c.batch ?? null, canWaitMs: c.canWaitMs ?? null })),
       consumedEventIds: instance.pending.map((e) => e.id),
       ended: status !== 'running' && status !== 'paused',
     }, guard)

@@ -42,7 +42,7 @@ export async function runInvocation(deps: { pool: pg.Pool; evaluator: Evaluator;
   }
   if (lostRuns > 0) {
     const lost = Array.from({ length: lostRuns }, (_, i) => invocation.attempts + 1 + i)
-    const reason = 'the attempt never finished: its worker stopped or crashed while running it, or its job failed before the function ran'
+    const reason = LOST_REASON
     deps.log.warn({ invocationId: invocation.id, function: fn.name, lost }, 'attempts of this invocation were lost; counted as attempts')
     await recordLostAttempts(deps.pool, invocation.tenant_id, invocation.id, lost, reason)
     if (attempt > invocation.retry.attempts) {
@@ -76,34 +76,149 @@ function wakeWhenDue(pool: pg.Pool, delayMs: number): void {
   setTimeout(() => void wakeWorkers(pool).catch(() => undefined), delayMs + 5).unref()
 }
 
-async function execute(fn: FunctionDefinition, invocation: InvocationJob, attempt: number): Promise<{ status: 'succeeded'; output: Json } | { status: 'failed'; failure: Failure }> {
-  const fail = (kind: Failure['kind'], message: string) => ({ status: 'failed' as const, failure: { kind, message, attempts: attempt } })
-  const input = fn.input.safeParse(invocation.input)
-  if (!input.success) return fail('fatal', `input does not match the schema of ${fn.name}: ${formatIssues(input.error.issues)}`)
+type Attempted = { status: 'succeeded'; output: Json } | { status: 'failed'; failure: Failure }
+
+const failed = (kind: Failure['kind'], message: string, attempt: number): Attempted => ({ status: 'failed', failure: { kind, message, attempts: attempt } })
+
+/** The failure class of what a handler threw: `PRX_NON_RETRYABLE` is fatal, anything else retryable. */
+const thrown = (error: unknown, attempt: number): Attempted => {
+  const e = error as { code?: unknown; message?: unknown }
+  return failed(e?.code === 'PRX_NON_RETRYABLE' ? 'fatal' : 'retryable', String(e?.message ?? error), attempt)
+}
+
+/** An output checked against the function's schema, as stored (JSON). */
+const checkedOutput = (fn: FunctionDefinition, raw: unknown, attempt: number): Attempted => {
+  const output = fn.output.safeParse(raw)
+  if (!output.success) return failed('fatal', `${fn.name} returned an output that does not match its schema: ${formatIssues(output.error.issues)}`, attempt)
+  return { status: 'succeeded', output: JSON.parse(JSON.stringify(output.data ?? null)) as Json }
+}
+
+/**
+ * Runs `work` under a timeout of `ms`: when it runs out, the signal aborts (with the standard
+ * TimeoutError reason, which fetch and friends pass on as is) and the result is 'timeout', whatever
+ * the handler does after.
+ */
+async function underTimeout<T>(ms: number, what: string, work: (signal: AbortSignal) => Promise<T> | T): Promise<{ ok: true; value: T } | { ok: false; timeout: string | null; error: unknown }> {
   const controller = new AbortController()
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      // The standard reason (what AbortSignal.timeout gives): fetch and friends pass it on as is.
-      const error = new DOMException(`${fn.name} did not finish within ${invocation.timeout_ms} ms`, 'TimeoutError')
+      const error = new DOMException(`${what} did not finish within ${ms} ms`, 'TimeoutError')
       controller.abort(error)
       reject(error)
-    }, invocation.timeout_ms)
+    }, ms)
   })
   try {
-    const raw = await Promise.race([Promise.resolve().then(() => fn.handler(input.data, { signal: controller.signal, attempt, invocationId: invocation.id })), timeout])
-    const output = fn.output.safeParse(raw)
-    if (!output.success) return fail('fatal', `${fn.name} returned an output that does not match its schema: ${formatIssues(output.error.issues)}`)
-    return { status: 'succeeded', output: JSON.parse(JSON.stringify(output.data ?? null)) as Json }
+    return { ok: true, value: await Promise.race([Promise.resolve().then(() => work(controller.signal)), timeout]) }
   } catch (error) {
     // Whatever the handler threw once its time was up (the reason, or its own AbortError) is a timeout.
-    if (controller.signal.aborted) return fail('timeout', (controller.signal.reason as Error).message)
-    const e = error as { code?: unknown; message?: unknown }
-    return fail(e?.code === 'PRX_NON_RETRYABLE' ? 'fatal' : 'retryable', String(e?.message ?? error))
+    return { ok: false, timeout: controller.signal.aborted ? (controller.signal.reason as Error).message : null, error }
   } finally {
     clearTimeout(timer)
   }
 }
+
+async function execute(fn: FunctionDefinition, invocation: InvocationJob, attempt: number): Promise<Attempted> {
+  const input = fn.input.safeParse(invocation.input)
+  if (!input.success) return failed('fatal', `input does not match the schema of ${fn.name}: ${formatIssues(input.error.issues)}`, attempt)
+  const ran = await underTimeout(invocation.timeout_ms, fn.name, (signal) => fn.handler(input.data, { signal, attempt, invocationId: invocation.id }))
+  if (ran.ok) return checkedOutput(fn, ran.value, attempt)
+  return ran.timeout !== null ? failed('timeout', ran.timeout, attempt) : thrown(ran.error, attempt)
+}
+
+/**
+ * Runs a micro-batch's items: the function's batch handler once, with every valid input (under
+ * the function's timeout for the whole batch), or without one its handler per item, one after
+ * another (the batch holds one of the worker's slots). One result per item, in order.
+ */
+async function executeBatch(fn: FunctionDefinition, items: readonly { invocation: InvocationJob; attempt: number }[]): Promise<Attempted[]> {
+  const batchHandler = fn.batchHandler
+  if (!batchHandler) {
+    const results: Attempted[] = []
+    for (const { invocation, attempt } of items) results.push(await execute(fn, invocation, attempt))
+    return results
+  }
+  const results: Attempted[] = items.map(({ invocation, attempt }) => {
+    const input = fn.input.safeParse(invocation.input)
+    return input.success ? { status: 'succeeded', output: input.data as Json } : failed('fatal', `input does not match the schema of ${fn.name}: ${formatIssues(input.error.issues)}`, attempt)
+  })
+  // Inputs that passed their schema (parsed: `output` holds the parsed input until the handler answers).
+  const valid = items.map((item, i) => ({ ...item, i })).filter(({ i }) => results[i]!.status === 'succeeded')
+  if (valid.length === 0) return results
+  const inputs = valid.map(({ i }) => (results[i] as { output: Json }).output)
+  const what = `the batch handler of ${fn.name} (${valid.length} items)`
+  const ran = await underTimeout(items[0]!.invocation.timeout_ms, what, (signal) =>
+    batchHandler(inputs, { signal, items: valid.map(({ invocation, attempt }) => ({ attempt, invocationId: invocation.id })) }))
+  valid.forEach(({ attempt, i }, n) => {
+    if (!ran.ok) results[i] = ran.timeout !== null ? failed('timeout', ran.timeout, attempt) : thrown(ran.error, attempt)
+    else if (!Array.isArray(ran.value) || ran.value.length !== valid.length) {
+      results[i] = failed('fatal', `${what} returned ${Array.isArray(ran.value) ? `${ran.value.length} results` : 'something that is not an array'}: it must return one output (or Error) per input, in order`, attempt)
+    } else {
+      const entry: unknown = ran.value[n]
+      results[i] = entry instanceof Error ? thrown(entry, attempt) : checkedOutput(fn, entry, attempt)
+    }
+  })
+  return results
+}
+
+/**
+ * Runs a micro-batch's invocations (one job, `job`) and records them: the final results (outputs,
+ * and failures for good) in one fused step, so their reactions and error sections run in one
+ * evaluation, each once; an item that failed with attempts left is retried alone (a due job adds
+ * its own job when its delay is over). A batch handed out more than once lost runs: each counts as
+ * an attempt of every item, as for a single invocation.
+ */
+export async function runBatch(deps: { pool: pg.Pool; evaluator: Evaluator; log: Logger }, fn: FunctionDefinition, invocations: readonly InvocationJob[], job?: RunningJob, eager?: () => WriteGuard['eager']): Promise<{ outcomes: InvokeOutcome[]; next: EagerJob | null }> {
+  const head = invocations[0]!
+  const lostRuns = Math.max(0, (job?.attempts ?? 1) - 1)
+  const snapshot = head.snapshot
+    ? Promise.resolve({ ...head.snapshot, tenant_id: head.tenant_id, id: head.instance_id, pending: [] })
+    : deps.evaluator.snapshot(head)
+  const finals: { job: InvocationJob; result: InvocationResult }[] = []
+  const live: { invocation: InvocationJob; attempt: number }[] = []
+  for (const invocation of invocations) {
+    const attempt = invocation.attempts + lostRuns + 1
+    if (lostRuns > 0) {
+      const lost = Array.from({ length: lostRuns }, (_, i) => invocation.attempts + 1 + i)
+      await recordLostAttempts(deps.pool, invocation.tenant_id, invocation.id, lost, LOST_REASON)
+      if (attempt > invocation.retry.attempts) {
+        finals.push({ job: invocation, result: { status: 'failed', failure: { kind: 'lost', message: `${fn.name} was attempted ${attempt - 1} times and ${LOST_REASON}`, attempts: attempt - 1 }, attempts: attempt - 1 } })
+        continue
+      }
+    }
+    live.push({ invocation, attempt })
+  }
+  if (lostRuns > 0) deps.log.warn({ jobId: job?.id, function: fn.name, items: invocations.length, lostRuns }, 'runs of this micro-batch were lost; counted as attempts of each item')
+  const attempted = await executeBatch(fn, live)
+  const outcomes: InvokeOutcome[] = []
+  let soonestRetry = Infinity
+  for (const [n, { invocation, attempt }] of live.entries()) {
+    const outcome = attempted[n]!
+    if (outcome.status === 'succeeded') {
+      finals.push({ job: invocation, result: { status: 'succeeded', output: outcome.output, attempts: attempt } })
+      continue
+    }
+    const failure = outcome.failure
+    if ((failure.kind === 'retryable' || failure.kind === 'timeout') && attempt < invocation.retry.attempts) {
+      const delay = backoffDelay(invocation.retry, attempt)
+      const scheduled = await scheduleRetry(deps.pool, invocation, attempt, failure as unknown as Json, delay)
+      outcomes.push(scheduled ? 'retry-scheduled' : 'duplicate')
+      if (scheduled) soonestRetry = Math.min(soonestRetry, delay)
+      continue
+    }
+    finals.push({ job: invocation, result: { status: 'failed', failure, attempts: attempt } })
+  }
+  if (Number.isFinite(soonestRetry)) wakeWhenDue(deps.pool, soonestRetry)
+  if (finals.length === 0) {
+    if (job) await completeJob(deps.pool, job.id, job.lockedBy)
+    return { outcomes, next: null }
+  }
+  const recorded = await deps.evaluator.recordResults(finals, snapshot, job, eager?.())
+  for (const { result } of finals) outcomes.push(recorded === null ? 'duplicate' : result.status)
+  return { outcomes, next: (typeof recorded === 'object' && recorded?.eager) || null }
+}
+
+const LOST_REASON = 'the attempt never finished: its worker stopped or crashed while running it, or its job failed before the function ran'
 
 /**
  * Runs a child-workflow start (`ctx.start`): the invocation's function is `service.workflow`. The

@@ -13,11 +13,11 @@ import type { Limits, RetentionSettings } from '../config.js'
 import { BundleCache, Evaluator } from '../engine/index.js'
 import {
   advanceClock, checkQueueSchema, completeJob, dueTask, enqueueDue, evaluateTask, failJobForGood, forceUnlock, invokeTask, isVirtual,
-  parseInvocationJob, parsePayload, releaseJob, releaseStrayJobs, type EagerJob,
+  parseDuePayload, parseInvocationJob, parseInvocations, parsePayload, promoteDeferred, releaseJob, releaseStrayJobs, type EagerJob,
 } from '../queue/index.js'
 import { purgeTenant, quietLogger, retentionCronItems, retentionSettings, retentionTask, type InvocationJob } from '../store/index.js'
 import { Caps, checkCaps, type CapsOptions } from './caps.js'
-import { runInvocation, startChild, type RunningJob } from './invoke.js'
+import { runBatch, runInvocation, startChild, type InvokeOutcome, type RunningJob } from './invoke.js'
 
 export interface WorkerOptions {
   pool: pg.Pool
@@ -130,6 +130,17 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     if (!fn) throw new Error(`PRX_FUNCTION_UNKNOWN: this worker serves pool ${pool} but has no function ${name}; deploy a worker with the service's current functions.ts`)
     return fn
   }
+  /** Runs a job's invocations: one, or a micro-batch's. */
+  const runJob = async (invocations: InvocationJob[], running: RunningJob, budget: () => typeof eager | undefined): Promise<{ outcomes: InvokeOutcome[]; next: EagerJob | null }> => {
+    const head = invocations[0]!
+    const fn = functionFor(head.pool, head.function)
+    if (invocations.length > 1) return runBatch(deps, fn, invocations, running, budget)
+    const ran = await runInvocation(deps, fn, head, running, budget)
+    return { outcomes: [ran.outcome], next: ran.next }
+  }
+  const count = (outcomes: readonly InvokeOutcome[]): void => {
+    for (const outcome of outcomes) stats[outcome]++
+  }
   /** Runs an eager chain from `first` to its end, in the calling task's slot. */
   const runChain = async (first: EagerJob, chain: { steps: number; since: number }): Promise<void> => {
     let job: EagerJob | null = first
@@ -139,20 +150,21 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       runningEager.add(current.jobId)
       try {
         started(current.runAt)
-        const invocation = parseInvocationJob(current.payload)
+        const invocations = parseInvocations(current.payload)
+        const invocation = invocations[0]!
         // The write locks only this tenant's jobs to this worker; checked again all the same.
         if (invocation.tenant_id !== tenantId) throw new Error(`PRX_TENANT_MISMATCH: eagerly dispatched job ${current.jobId} is of tenant ${invocation.tenant_id}, this worker serves ${tenantId}`)
         chain.steps++
         const free = await caps.acquire(invocation.pool)
-        let ran: Awaited<ReturnType<typeof runInvocation>>
+        let ran: { outcomes: InvokeOutcome[]; next: EagerJob | null }
         try {
-          ran = await runInvocation(deps, functionFor(invocation.pool, invocation.function), invocation, { id: current.jobId, lockedBy: id, attempts: 1 }, chainBudget(chain, invocation.pool))
+          ran = await runJob(invocations, { id: current.jobId, lockedBy: id, attempts: 1 }, chainBudget(chain, invocation.pool))
         } finally {
           free()
         }
-        const { outcome, next } = ran
-        stats[outcome]++
-        stats.eager++
+        const { next } = ran
+        count(ran.outcomes)
+        stats.eager += ran.outcomes.length
         // Complete it (the fused step usually already has: then this deletes nothing), off the
         // critical path: the next step need not wait for it.
         completions.push(completeJob(options.pool, current.jobId, id)
@@ -180,18 +192,22 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     throw new Error(`PRX_TENANT_MISMATCH: job ${job.id} on ${job.task_identifier} names tenant ${JSON.stringify(payloadTenant)}; this worker serves ${tenantId} and never runs another tenant's job`)
   }
   /** Records a fatal failure of an invocation whose job failed its last attempt. */
-  const giveUp = async (invocation: InvocationJob, job: { id: string; attempts: number }, running: RunningJob, error: Error): Promise<'failed' | 'duplicate'> => {
-    const attempts = invocation.attempts + 1
+  const giveUp = async (invocations: InvocationJob[], job: { id: string; attempts: number }, running: RunningJob, error: Error): Promise<InvokeOutcome[]> => {
     const message = `its job failed ${job.attempts} times outside the function (last: ${error.message}); the platform gave up on it`
-    log.warn({ invocationId: invocation.id, function: invocation.function, attempts: job.attempts, error: error.message }, 'invocation job failed its last attempt; recording a fatal failure')
-    const recorded = await evaluator.recordResult(invocation, { status: 'failed', failure: { kind: 'fatal', message, attempts }, attempts }, evaluator.snapshot(invocation), running)
-    return recorded === null ? 'duplicate' : 'failed'
+    log.warn({ invocationIds: invocations.map((i) => i.id), function: invocations[0]!.function, attempts: job.attempts, error: error.message }, 'invocation job failed its last attempt; recording a fatal failure')
+    const items = invocations.map((invocation) => {
+      const attempts = invocation.attempts + 1
+      return { job: invocation, result: { status: 'failed' as const, failure: { kind: 'fatal' as const, message, attempts }, attempts } }
+    })
+    const recorded = await evaluator.recordResults(items, evaluator.snapshot(invocations[0]!), running)
+    return items.map(() => recorded === null ? 'duplicate' : 'failed')
   }
 
   const taskList: Record<string, Task> = {}
   for (const pool of pools) {
     taskList[invokeTask(tenantId, pool)] = async (payload, helpers) => {
-      const invocation = parseInvocationJob(payload)
+      const invocations = parseInvocations(payload)
+      const invocation = invocations[0]!
       if (invocation.tenant_id !== tenantId) return refuse(helpers.job, invocation.tenant_id)
       started(helpers.job.run_at)
       const running = runningJob(helpers.job)
@@ -200,8 +216,9 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       // A job fetched in the instant before its pool's cap filled waits here for a place.
       const free = await caps.acquire(pool)
       try {
-        const ran = await runInvocation(deps, functionFor(pool, invocation.function), invocation, running, chainBudget(chain, pool))
-        stats[ran.outcome]++
+        // The job's own pool, whatever its payload says.
+        const ran = await runJob(invocations.map((i) => ({ ...i, pool })), running, chainBudget(chain, pool))
+        count(ran.outcomes)
         next = ran.next
       } catch (error) {
         // Not the handler (it has its own retries): the function missing here, the sandbox, the
@@ -211,7 +228,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
           log.warn({ jobId: helpers.job.id, invocationId: invocation.id, attempts: helpers.job.attempts, error: (error as Error).message }, 'invocation job failed outside the function; graphile-worker retries it')
           throw error
         }
-        stats[await giveUp(invocation, helpers.job, running, error as Error)]++
+        count(await giveUp(invocations, helpers.job, running, error as Error))
         return
       } finally {
         free()
@@ -234,12 +251,14 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       if (await evaluator.evaluatePending(t, i, { nowait: false })) stats.evaluations++
     }
   }
-  // A retry come due: add the invocation's job at its flow's fair place (any worker of the tenant
-  // does: it only writes a job row).
+  // A retry come due: add the invocation's job at its flow's fair place; or a deferred call's
+  // deadline come close: raise its job to its own priority (any worker of the tenant does: it only
+  // writes a job row).
   taskList[dueTask(tenantId)] = async (payload, helpers) => {
-    const { t, i } = parsePayload(payload)
-    if (t !== tenantId) return refuse(helpers.job, t)
-    await enqueueDue(options.pool, t, i)
+    const due = parseDuePayload(payload)
+    if (due.t !== tenantId) return refuse(helpers.job, due.t)
+    if (due.job !== undefined) await promoteDeferred(options.pool, due.t, due.job, due.priority)
+    else await enqueueDue(options.pool, due.t, due.i)
   }
   // Retention: the tenant's purge of finished data, run by the cron item passed to run() below
   // (one job per schedule across the tenant's workers); it stops between batches when stopping.

@@ -30,6 +30,23 @@ export async function appendEvent(client: Queryable, e: { tenantId: string; inst
 }
 
 /**
+ * Appends several events to one instance's inbox (a micro-batch's results), in order, with one
+ * evaluate job: the evaluation that job runs consumes them all.
+ */
+export async function appendEvents(client: Queryable, tenantId: string, instanceId: string, events: readonly { kind: 'result' | 'failure'; payload: Json }[]): Promise<void> {
+  if (events.length === 0) return
+  await client.query({
+    name: 'praxis_append_events',
+    text: `with ev as (
+      insert into praxis.events (tenant_id, instance_id, kind, payload)
+      select $1, $2, e.kind, e.payload from rows from (jsonb_to_recordset($3) as (kind text, payload jsonb)) with ordinality as e(kind, payload, ord) order by e.ord
+      returning id)
+    select (select ${addEvaluateJobSql('$1::text', '$2::uuid')}) is not null as queued where exists (select 1 from ev)`,
+    values: [tenantId, instanceId, JSON.stringify(events)],
+  })
+}
+
+/**
  * After a deploy, gives every running instance of the service a `redeploy` event and an evaluate
  * job, in keyset batches, so changed and added rules reach old work (always on). Returns the count.
  */

@@ -12,6 +12,7 @@ export * from './depth.js'
 export * from './metrics.js'
 export { statement, type Statement, type Part, type Params, type ParamTypes } from './statement.js'
 
+import { MAX_BATCH_SIZE } from '../../sdk/index.js'
 import type { InvocationJob } from '../store/index.js'
 
 /**
@@ -30,6 +31,32 @@ export function parsePayload(payload: unknown): JobPayload {
   const p = payload as Partial<JobPayload> | null
   if (!p || typeof p.t !== 'string' || typeof p.i !== 'string') throw new Error(`malformed praxis job payload: ${JSON.stringify(payload)}`)
   return { t: p.t, i: p.i }
+}
+
+/** A due job's payload: a retry come due, or (with `job`) a deferred call's deadline come close. */
+export type DuePayload = JobPayload & ({ job?: undefined } | { job: string; priority: number })
+
+/** Validates a due job's payload. */
+export function parseDuePayload(payload: unknown): DuePayload {
+  const base = parsePayload(payload)
+  const p = payload as { job?: unknown; priority?: unknown }
+  if (p.job === undefined) return base
+  if (typeof p.job !== 'string' || !/^\d{1,19}$/.test(p.job) || !Number.isInteger(p.priority)) throw new Error(`malformed praxis due job payload: ${JSON.stringify(payload)}`)
+  return { ...base, job: p.job, priority: p.priority as number }
+}
+
+/**
+ * Validates an invoke job's payload and returns its invocations: one, or a micro-batch's (the
+ * payload's `items`, each with its own id, input and key, sharing the rest).
+ */
+export function parseInvocations(payload: unknown): InvocationJob[] {
+  const first = parseInvocationJob(payload)
+  const items = (payload as { items?: unknown }).items
+  if (items === undefined || items === null) return [first]
+  const ok = Array.isArray(items) && items.length >= 1 && items.length <= MAX_BATCH_SIZE
+    && items.every((i: { id?: unknown; call_key?: unknown } | null) => typeof i === 'object' && i !== null && typeof i.id === 'string' && (i.call_key === null || typeof i.call_key === 'string'))
+  if (!ok) throw new Error(`malformed praxis invoke job payload: its items are not a list of 1 to ${MAX_BATCH_SIZE} { id, input, call_key }`)
+  return (items as { id: string; input: InvocationJob['input']; call_key: string | null }[]).map((i) => ({ ...first, id: i.id, input: i.input ?? null, call_key: i.call_key }))
 }
 
 /** Validates an invoke job's payload (jobs are data in a table anyone with access can write). */

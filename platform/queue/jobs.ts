@@ -70,6 +70,20 @@ export const jobFlags = (pool: string): string => `jsonb_build_object('pool:' ||
 /** graphile-worker's priority of a call's priority (higher runs first; graphile-worker's lower does). */
 export const jobPriority = (priority: string): string => `least(greatest(-${priority}, -32768), 32767)`
 
+/**
+ * graphile-worker's priority of a deferred call's job while it may still wait: the lowest, so a
+ * worker takes it only when no other job of its queues is ready (idle capacity).
+ */
+export const DEFERRED_PRIORITY = 32767
+
+/**
+ * When a deferred call's job is raised to its own priority (a SQL timestamptz): shortly before its
+ * deadline, by a tenth of the wait it was given, at least a second (graphile-worker finds a job
+ * that comes due by polling, every second) and at most a minute.
+ */
+export const promoteAtSql = (deadline: string): string =>
+  `(${deadline} - least(greatest((${deadline} - now()) / 10, interval '1 second'), interval '1 minute'))`
+
 /** Publishes the virtual time of a job a worker started: the tenant's clock never goes back. */
 export async function advanceClock(pool: pg.Pool, tenantId: string, runAt: Date): Promise<void> {
   await pool.query(

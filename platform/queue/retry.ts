@@ -8,7 +8,7 @@
 import type pg from 'pg'
 import type { Json } from '../../sdk/index.js'
 import { dueTaskSql, type InvocationJob } from '../store/index.js'
-import { fairParts, invokeTaskSql, jobFlags, jobPriority, wakeWorkers } from './jobs.js'
+import { DEFERRED_PRIORITY, fairParts, invokeTaskSql, jobFlags, jobPriority, wakeWorkers } from './jobs.js'
 import { statement, type Part } from './statement.js'
 
 type Queryable = Pick<pg.PoolClient, 'query'>
@@ -65,4 +65,21 @@ export async function enqueueDue(pool: pg.Pool, tenantId: string, invocationId: 
   if (jobs === 0) throw new Error(`invocation ${invocationId} is pending but its pool's queue has no task row: run the step that called it again`)
   await wakeWorkers(pool)
   return 'queued'
+}
+
+/**
+ * A deferred call's deadline comes close: raises its job (of `tenantId`'s invoke queues, still
+ * waiting at the deferred priority) to `priority`, its call's own, at the head of the tenant's fair
+ * queue (it has waited its turn already: placed by its flow's virtual time, it would sort behind
+ * every call its flow made meanwhile), and wakes the workers. False when the job already ran (it
+ * found idle capacity) or is not the tenant's.
+ */
+export async function promoteDeferred(pool: pg.Pool, tenantId: string, jobId: string, priority: number): Promise<boolean> {
+  const { rowCount } = await pool.query(
+    `update graphile_worker._private_jobs j set priority = least(greatest($3::int, -32768), 32766), run_at = praxis.fair_now($1)
+     where j.id = $2 and j.locked_at is null and j.priority = ${DEFERRED_PRIORITY}
+       and j.task_id in (select t.id from graphile_worker._private_tasks t where left(t.identifier, length(${invokeTaskSql('$1::text', "''")})) = ${invokeTaskSql('$1::text', "''")})`,
+    [tenantId, jobId, priority])
+  if (rowCount) await wakeWorkers(pool)
+  return Boolean(rowCount)
 }

@@ -4,17 +4,20 @@
  */
 import pg from 'pg'
 import { STEP_FIGURES, STEP_PARAMS, STEP_PARTS, stepValues, type EvaluationWrite, type FinishedResult } from '../store/index.js'
-import { addEvaluateJobSql, fairParts, invokeTaskSql, jobFlags, jobPriority } from './jobs.js'
+import { dueTaskSql } from '../store/index.js'
+import { addEvaluateJobSql, DEFERRED_PRIORITY, fairParts, invokeTaskSql, jobFlags, jobPriority, promoteAtSql } from './jobs.js'
 import { statement, type Part } from './statement.js'
 
 type Queryable = Pick<pg.PoolClient, 'query'>
 
-/** The optimistic fused step's guard: the revision read, and the invocation result to record with the write. */
+/**
+ * The optimistic fused step's guard: the revision read, and the invocation results to record with
+ * the write (one, or a micro-batch's: all of them, or the write does not apply).
+ */
 export interface WriteGuard {
   expectedRevision: number
-  invocationId: string
-  result: FinishedResult
-  /** The graphile-worker job running this invocation, completed by the same commit … */
+  results: readonly { invocationId: string; result: FinishedResult }[]
+  /** The graphile-worker job running these invocations, completed by the same commit … */
   jobId?: string
   /** … if it is still locked by this lock id (a lock lost to the sweeper is another worker's now). */
   lockedBy?: string
@@ -49,32 +52,48 @@ const QUEUE_PARTS: Part<P>[] = [
   // instance's tenant's queue for the pool: a pool never names another tenant's.
   ['tasks', (p) => `select id, identifier from graphile_worker._private_tasks where identifier in (select ${invokeTaskSql(p.tenant, 'pool')} from inv)`],
   ...fairParts<P>((p) => p.tenant, 'inv'),
-  // Eager dispatch: with an owner, the first new invocation on a pool the writing worker serves is
-  // inserted already locked by it, and the worker runs it at once, with no NOTIFY, fetch or commit
-  // between the two steps; only when the worker serves this instance's tenant (a worker never
-  // holds, let alone runs, another tenant's job), and not when a job of higher priority waits for
-  // the worker: the chain then gives way, and the call goes through the queue.
+  // Eager dispatch: with an owner, the job of the first new invocation on a pool the writing
+  // worker serves is inserted already locked by it, and the worker runs it at once, with no NOTIFY,
+  // fetch or commit between the two steps; only when the worker serves this instance's tenant (a
+  // worker never holds, let alone runs, another tenant's job), not for a deferred call (it waits
+  // for idle capacity), and not when a job of higher priority waits for the worker: the chain then
+  // gives way, and the call goes through the queue.
   ['eligible', (p) => `
   select inv.id, row_number() over (order by inv.priority desc, inv.id) as n from inv
-  where ${p.eagerOwner} is not null and ${p.eagerTenant} = ${p.tenant} and inv.pool = any(${p.eagerPools})
+  where ${p.eagerOwner} is not null and ${p.eagerTenant} = ${p.tenant} and inv.pool = any(${p.eagerPools}) and inv.defer_until is null
     and not exists (select 1 from graphile_worker._private_jobs w
       where w.is_available and w.run_at <= now() and w.priority < ${jobPriority('inv.priority')}
         and w.task_id in (select t.id from graphile_worker._private_tasks t where t.identifier = any(${p.eagerTasks})))`],
+  // Micro-batches: invocations the host numbered alike (one callEach's, of one rule, function,
+  // pool, priority and flow) share a job; any other has a job of its own.
+  ['grouped', () => `select inv.*, coalesce('b' || inv.batch_no::text, inv.id::text) as grp from inv`],
   // Invoke jobs go straight into graphile-worker 0.17's job table (no key, no queue; flags naming
-  // the pool and service, for the workers' concurrency caps): the
-  // rows add_jobs would write (see jobs.ts). An eagerly locked job counts its attempt as get_job
-  // would, so a run lost with its worker counts as one.
+  // the pool and service, for the workers' concurrency caps): the rows add_jobs would write (see
+  // jobs.ts). The payload is the first invocation's; a batch's adds `items`, every invocation's id,
+  // input and key. A job is placed at its first item's fair place. A deferred call's job waits at
+  // the lowest priority (it runs when nothing else does) until `promoted` raises it. An eagerly
+  // locked job counts its attempt as get_job would, so a run lost with its worker counts as one.
   ['jobs', (p) => `
   insert into graphile_worker._private_jobs (task_id, payload, priority, run_at, flags, attempts, locked_at, locked_by)
-  select tasks.id, json_build_object('tenant_id', ${p.tenant}, 'id', inv.id, 'instance_id', ${p.instance}, 'rule', inv.rule, 'function', inv.function, 'pool', inv.pool,
-      'input', inv.input, 'call_key', inv.call_key, 'priority', inv.priority, 'retry', inv.retry, 'timeout_ms', inv.timeout_ms, 'attempts', 0,
+  select tasks.id,
+    (jsonb_build_object('tenant_id', ${p.tenant}, 'id', (array_agg(g.id order by g.id))[1], 'instance_id', ${p.instance}, 'rule', min(g.rule), 'function', min(g.function), 'pool', g.pool,
+      'input', (array_agg(g.input order by g.id))[1], 'call_key', (array_agg(g.call_key order by g.id))[1], 'priority', max(g.priority), 'retry', (array_agg(g.retry))[1],
+      'timeout_ms', max(g.timeout_ms), 'attempts', 0,
       -- The instance as this evaluation leaves it, so the worker need not read it (small facts only).
-      'snapshot', case when octet_length(${p.facts}::text) <= 8192 then json_build_object('revision', (select revision from inst), 'service', (select service from inst),
-        'workflow', (select workflow from inst), 'status', ${p.status}, 'facts', ${p.facts}, 'rule_state', ${p.ruleState}, 'bundle_id', ${p.bundle}::text, 'active_bundle_id', ${p.bundle}::text) end),
-    ${jobPriority('inv.priority')}, placed.run_at, ${jobFlags('inv.pool')},
-    case when e.n = 1 then 1 else 0 end, case when e.n = 1 then now() end, case when e.n = 1 then ${p.eagerOwner} end
-  from inv join tasks on tasks.identifier = ${invokeTaskSql(p.tenant, 'inv.pool')} join placed on placed.id = inv.id left join eligible e on e.id = inv.id
+      'snapshot', case when octet_length(${p.facts}::text) <= 8192 then jsonb_build_object('revision', (select revision from inst), 'service', (select service from inst),
+        'workflow', (select workflow from inst), 'status', ${p.status}, 'facts', ${p.facts}, 'rule_state', ${p.ruleState}, 'bundle_id', ${p.bundle}::text, 'active_bundle_id', ${p.bundle}::text) end)
+    || case when count(*) > 1 then jsonb_build_object('items', jsonb_agg(jsonb_build_object('id', g.id, 'input', g.input, 'call_key', g.call_key) order by g.id)) else '{}' end)::json,
+    case when bool_or(g.defer_until is not null) then ${DEFERRED_PRIORITY} else ${jobPriority('max(g.priority)')} end, min(placed.run_at), ${jobFlags('g.pool')},
+    case when bool_or(e.n = 1) then 1 else 0 end, case when bool_or(e.n = 1) then now() end, case when bool_or(e.n = 1) then ${p.eagerOwner} end
+  from grouped g join tasks on tasks.identifier = ${invokeTaskSql(p.tenant, 'g.pool')} join placed on placed.id = g.id left join eligible e on e.id = g.id
+  group by g.grp, g.pool, tasks.id
   returning id, locked_by, payload, run_at`],
+  // A deferred call's job is raised to its own priority when its deadline comes close, by a due
+  // job then (retry.ts, promoteDeferred).
+  ['promoted', (p) => `
+  select graphile_worker.add_job(${dueTaskSql(p.tenant)}, json_build_object('t', ${p.tenant}, 'i', inv.id::text, 'job', jobs.id::text, 'priority', ${jobPriority('inv.priority')}),
+    run_at := ${promoteAtSql('inv.defer_until')}, max_attempts := 25, priority := -32768)
+  from jobs join inv on inv.id = (jobs.payload->>'id')::uuid where inv.defer_until is not null`],
   // One 'jobs:insert' NOTIFY wakes the workers, as add_jobs would.
   ['woken', () => `select pg_notify('jobs:insert', '{"r":' || random()::text || ',"count":' || count(*)::text || '}') from jobs where locked_by is null having count(*) > 0`],
   ['parent_job', (p) => `select ${addEvaluateJobSql(p.tenant, 'instance_id')} as job from parent_ev`],
@@ -89,7 +108,8 @@ const WRITE = statement('praxis_step_write', PARAMS, [...STEP_PARTS, ...QUEUE_PA
 select ${STEP_FIGURES},
   (select count(*) from jobs)::int as jobs, (select count(*) from woken) as woken, (select count(*) from done)::int as completed,
   (select json_build_object('jobId', id::text, 'payload', payload, 'runAt', run_at) from jobs where locked_by is not null limit 1) as eager, (select count(*) from parent_job)::int as parents,
-  case when (select count(*) from jobs) <> (select count(*) from inv) then praxis.jobs_missing() end as stranded`)
+  (select count(*) from promoted)::int as deferred,
+  case when (select count(*) from jobs) <> (select count(distinct grp) from grouped) then praxis.jobs_missing() end as stranded`)
 
 /** The step write's text (for tests and EXPLAIN). */
 export const STEP_WRITE_SQL = WRITE.text
@@ -108,7 +128,7 @@ export async function writeEvaluation(target: Queryable | pg.Pool, w: Evaluation
   const client = target instanceof pg.Pool ? await target.connect() : target
   let broken: Error | undefined
   try {
-    const { rows } = await client.query<{ revision: number | null; invocations: number; consumed: number; finished: number; eager: EagerJob | null }>({
+    const { rows } = await client.query<{ revision: number | null; invocations: number; consumed: number; finished: number; eager: EagerJob | null; deferred: number }>({
       name: WRITE.name,
       text: WRITE.text,
       values: WRITE.values({

@@ -60,10 +60,11 @@ export async function lockInstance(client: Queryable, tenantId: string, instance
 // many it really consumed so the caller can detect that and take the queued path instead.
 const FINISH_AND_LOCK_SQL = `
 with fin as (
-  update praxis.invocations set status = $4, output = $5, failure = $6, attempts = greatest(attempts, $7), finished_at = now()
-  where tenant_id = $1 and id = $3 and status = 'pending' returning *)
+  update praxis.invocations v set status = r.status, output = r.output, failure = r.failure, attempts = greatest(v.attempts, r.attempts), finished_at = now()
+  from rows from (jsonb_to_recordset($3) as (id uuid, status text, output jsonb, failure jsonb, attempts int)) with ordinality as r(id, status, output, failure, attempts, ord)
+  where v.tenant_id = $1 and v.id = r.id and v.status = 'pending' returning v.*, r.ord)
 select i.tenant_id, i.id, i.service, i.workflow, i.bundle_id::text, s.active_bundle_id::text, i.status, i.revision, i.facts, i.rule_state,
-  (select row_to_json(fin) from fin) as finished,
+  coalesce((select json_agg(row_to_json(fin) order by fin.ord) from fin), '[]') as finished,
   coalesce((select jsonb_agg(jsonb_build_object('id', e.id::text, 'kind', e.kind, 'payload', e.payload, 'at', floor(extract(epoch from e.created_at) * 1000)) order by e.id)
             from praxis.events e where e.tenant_id = i.tenant_id and e.instance_id = i.id and e.consumed_at is null), '[]') as pending
 from praxis.instances i join praxis.services s on s.tenant_id = i.tenant_id and s.name = i.service
@@ -74,19 +75,20 @@ for no key update of i nowait`
 export type FinishedResult = { status: 'succeeded'; output: Json; attempts: number } | { status: 'failed'; failure: Json; attempts: number }
 
 /**
- * Finishes a pending invocation and locks its instance (NOWAIT) in one statement. 'busy' when
- * another evaluation holds the instance (nothing was written); `finished` is null when the
- * invocation was already final.
+ * Finishes pending invocations of one instance (one, or a micro-batch's) and locks the instance
+ * (NOWAIT) in one statement. 'busy' when another evaluation holds the instance (nothing was
+ * written); `finished` holds, in the order given, those that were still pending (an invocation
+ * already final ran twice: its result must not react again).
  */
-export async function finishAndLock(client: Queryable, ref: { tenant_id: string; id: string; instance_id: string }, result: FinishedResult): Promise<'busy' | { instance: LockedInstance | null; finished: InvocationRow | null }> {
+export async function finishAndLock(client: Queryable, ref: { tenant_id: string; instance_id: string }, results: readonly { invocationId: string; result: FinishedResult }[]): Promise<'busy' | { instance: LockedInstance | null; finished: InvocationRow[] }> {
   try {
-    const { rows } = await client.query<LockedInstance & { finished: InvocationRow | null }>({
-      name: 'praxis_finish_and_lock',
+    const { rows } = await client.query<LockedInstance & { finished: InvocationRow[] }>({
+      name: 'praxis_finish_and_lock_v2',
       text: FINISH_AND_LOCK_SQL,
-      values: [ref.tenant_id, ref.instance_id, ref.id, result.status, result.status === 'succeeded' ? JSON.stringify(result.output) : null, result.status === 'failed' ? JSON.stringify(result.failure) : null, result.attempts],
+      values: [ref.tenant_id, ref.instance_id, JSON.stringify(resultRows(results))],
     })
     const row = rows[0]
-    if (!row) return { instance: null, finished: null }
+    if (!row) return { instance: null, finished: [] }
     const { finished, ...instance } = row
     return { instance, finished }
   } catch (error) {
@@ -106,7 +108,11 @@ export interface EvaluationWrite {
   result: Json | null
   error: Json | null
   timeline: { kind: string; rule: string | null; data: unknown }[]
-  calls: { rule: string; function: string; pool: string; input: Json; key: string | null; priority: number; retry: unknown; timeoutMs: number; fairnessKey: string | null }[]
+  /**
+   * New invocations. `batch` numbers the micro-batch a call is queued in (calls of one number share
+   * a job; null: a job of its own); `canWaitMs`, how long a deferred call may wait for idle capacity.
+   */
+  calls: { rule: string; function: string; pool: string; input: Json; key: string | null; priority: number; retry: unknown; timeoutMs: number; fairnessKey: string | null; batch: number | null; canWaitMs: number | null }[]
   consumedEventIds: string[]
   /** Whether the instance ends with this write (wakes long-polling readers). */
   ended: boolean
@@ -126,39 +132,42 @@ export const STEP_PARAMS = {
   calls: 'jsonb',
   consumed: 'bigint[]',
   ended: 'boolean',
-  // The optimistic fused step's guard (all null on a locked instance): the revision the evaluation
-  // read, and the invocation whose result it records.
+  // The optimistic fused step's guard (both null on a locked instance): the revision the evaluation
+  // read, and the invocation results it records (one, or a micro-batch's: [{ id, status, output,
+  // failure, attempts }]).
   expectedRevision: 'int',
-  invocation: 'uuid',
-  resultStatus: 'text',
-  output: 'jsonb',
-  failure: 'jsonb',
-  attempts: 'int',
+  results: 'jsonb',
 } as const
 
 type StepParams = { readonly [K in keyof typeof STEP_PARAMS]: string }
 
 /** The values of STEP_PARAMS for one write. */
-export function stepValues(w: EvaluationWrite, guard?: { expectedRevision: number; invocationId: string; result: FinishedResult }): { [K in keyof typeof STEP_PARAMS]: unknown } {
-  const r = guard?.result
+export function stepValues(w: EvaluationWrite, guard?: { expectedRevision: number; results: readonly { invocationId: string; result: FinishedResult }[] }): { [K in keyof typeof STEP_PARAMS]: unknown } {
   return {
     tenant: w.tenantId, instance: w.instanceId, facts: JSON.stringify(w.facts), ruleState: JSON.stringify(w.ruleState), status: w.status,
     result: JSON.stringify(w.result), error: JSON.stringify(w.error), bundle: w.bundleId, timeline: JSON.stringify(w.timeline), calls: JSON.stringify(w.calls),
     consumed: w.consumedEventIds, ended: w.ended,
-    expectedRevision: guard?.expectedRevision ?? null, invocation: guard?.invocationId ?? null, resultStatus: r?.status ?? null,
-    output: r?.status === 'succeeded' ? JSON.stringify(r.output) : null, failure: r?.status === 'failed' ? JSON.stringify(r.failure) : null, attempts: r?.attempts ?? null,
+    expectedRevision: guard?.expectedRevision ?? null,
+    results: guard ? JSON.stringify(resultRows(guard.results)) : null,
   }
+}
+
+/** Invocation results as rows for `jsonb_to_recordset` (the fused step's and finishAndLock's). */
+function resultRows(results: readonly { invocationId: string; result: FinishedResult }[]): { id: string; status: string; output: Json | null; failure: Json | null; attempts: number }[] {
+  return results.map(({ invocationId, result: r }) => ({
+    id: invocationId, status: r.status, output: r.status === 'succeeded' ? r.output : null, failure: r.status === 'failed' ? r.failure : null, attempts: r.attempts,
+  }))
 }
 
 /**
  * The step write's praxis-schema parts, in order. With a guard (the optimistic fused step, no
- * lock held) `fin` finishes the invocation, and `inst` applies only when the instance is still at
+ * lock held) `fin` finishes the invocations (every one, or the write does not apply), and `inst` applies only when the instance is still at
  * the revision read, its inbox is empty (an event queued before this result is applied first, by
  * the locked path, whatever the facts' size) and its row lock is free: `lk` takes it with NOWAIT,
  * so a busy instance raises 55P03 at once instead of waiting. An instance that moved raises 40001
  * (`moved`), so the finish rolls back too.
  *
- *   fin        the invocation's result (guarded writes only)
+ *   fin        the invocations' results (guarded writes only)
  *   lk         the instance's row lock, NOWAIT (guarded writes only)
  *   inst       the instance row; its revision, service and workflow
  *   tl         timeline entries
@@ -170,8 +179,9 @@ export function stepValues(w: EvaluationWrite, guard?: { expectedRevision: numbe
  */
 export const STEP_PARTS: readonly (readonly [string, (p: StepParams) => string])[] = [
   ['fin', (p) => `
-  update praxis.invocations set status = ${p.resultStatus}, output = ${p.output}, failure = ${p.failure}, attempts = greatest(attempts, ${p.attempts}), finished_at = now()
-  where ${p.invocation} is not null and tenant_id = ${p.tenant} and id = ${p.invocation} and status = 'pending' returning id`],
+  update praxis.invocations v set status = r.status, output = r.output, failure = r.failure, attempts = greatest(v.attempts, r.attempts), finished_at = now()
+  from jsonb_to_recordset(coalesce(${p.results}, '[]')) as r(id uuid, status text, output jsonb, failure jsonb, attempts int)
+  where v.tenant_id = ${p.tenant} and v.id = r.id and v.status = 'pending' returning v.id`],
   ['lk', (p) => `
   select 1 from praxis.instances where ${p.expectedRevision} is not null and tenant_id = ${p.tenant} and id = ${p.instance} for no key update nowait`],
   ['inst', (p) => `
@@ -180,18 +190,19 @@ export const STEP_PARTS: readonly (readonly [string, (p: StepParams) => string])
   where tenant_id = ${p.tenant} and id = ${p.instance}
     and (${p.expectedRevision} is null or (revision = ${p.expectedRevision} and exists (select 1 from lk)
       and not exists (select 1 from praxis.events e where e.tenant_id = ${p.tenant} and e.instance_id = ${p.instance} and e.consumed_at is null)))
-    and (${p.invocation} is null or exists (select 1 from fin))
+    and (${p.results} is null or (select count(*) from fin) = jsonb_array_length(${p.results}))
   returning revision, service, workflow`],
   ['tl', (p) => `
   insert into praxis.timeline (tenant_id, instance_id, revision, kind, rule, data)
   select ${p.tenant}, ${p.instance}, inst.revision, t.kind, t.rule, coalesce(t.data, '{}')
   from inst, rows from (jsonb_to_recordset(${p.timeline}) as (kind text, rule text, data jsonb)) with ordinality as t(kind, rule, data, ord) order by t.ord`],
   ['inv', (p) => `
-  insert into praxis.invocations (tenant_id, instance_id, rule, function, pool, input, call_key, priority, retry, timeout_ms, fairness_key)
-  select ${p.tenant}, ${p.instance}, c.rule, c.function, c.pool, c.input, c.key, c.priority, c.retry, c."timeoutMs", c."fairnessKey"
-  from inst, jsonb_to_recordset(${p.calls}) as c(rule text, function text, pool text, input jsonb, key text, priority int, retry jsonb, "timeoutMs" int, "fairnessKey" text)
+  insert into praxis.invocations (tenant_id, instance_id, rule, function, pool, input, call_key, priority, retry, timeout_ms, fairness_key, batch_no, defer_until)
+  select ${p.tenant}, ${p.instance}, c.rule, c.function, c.pool, c.input, c.key, c.priority, c.retry, c."timeoutMs", c."fairnessKey", c.batch,
+    now() + c."canWaitMs" * interval '1 millisecond'
+  from inst, jsonb_to_recordset(${p.calls}) as c(rule text, function text, pool text, input jsonb, key text, priority int, retry jsonb, "timeoutMs" int, "fairnessKey" text, batch int, "canWaitMs" int)
   on conflict (tenant_id, instance_id, call_key) where call_key is not null do nothing
-  returning id, rule, function, pool, input, call_key, priority, retry, timeout_ms, (select service from inst) || coalesce('/' || fairness_key, '') as flow`],
+  returning id, rule, function, pool, input, call_key, priority, retry, timeout_ms, (select service from inst) || coalesce('/' || fairness_key, '') as flow, batch_no, defer_until`],
   ['ev', (p) => `
   update praxis.events set consumed_at = now() where tenant_id = ${p.tenant} and id = any(${p.consumed}) and consumed_at is null and exists (select 1 from inst) returning id`],
   ['ended', (p) => `
