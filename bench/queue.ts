@@ -20,7 +20,9 @@
  *            concurrency, pool and poll interval); the enqueue rates; the process's peak RSS during
  *            each side (bare first; this phase runs first, while the process is smallest). Then
  *            the same calls with no fan-out (SINGLES instances of one call each), next to the same
- *            bare figure. Micro-batches are not built: the figures are without them.
+ *            bare figure. The fan-out is measured twice: a job and a step per call, and in
+ *            micro-batches of BATCH (`callEach(…, { batchSize })`; `noop` has no batch handler, so
+ *            its handler runs once per item, and every item's result is recorded in its step).
  *  priority  a high-priority call's wait, SAMPLES times (one at a time, random gaps), under a
  *            backlog of BACKLOG low-priority calls (starts of 1000) being worked by a worker of
  *            CONCURRENCY, next to the same call's wait on the same worker with no backlog; p50
@@ -46,7 +48,7 @@
  * Sizes: BENCH_QUEUE_CONCURRENCY (4), BENCH_QUEUE_SAMPLES (20), BENCH_QUEUE_BACKLOG (10000),
  * BENCH_QUEUE_FLOOD (20000), BENCH_QUEUE_QUIET (200), BENCH_QUEUE_QUIET_MS (20),
  * BENCH_QUEUE_FAIR_WINDOW_S (10), BENCH_QUEUE_TENANT_FLOOD (5000), BENCH_QUEUE_FANOUT (43800),
- * BENCH_QUEUE_FANOUT_WINDOW_S (15),
+ * BENCH_QUEUE_FANOUT_WINDOW_S (15), BENCH_QUEUE_BATCH (100),
  * BENCH_QUEUE_SINGLES (2000; worked for half the fan-out's window), BENCH_QUEUE_WORKER_POOL
  * (CONCURRENCY + 4), BENCH_QUEUE_PHASES (some of fanout,priority,fair,tenants,retry).
  */
@@ -75,6 +77,7 @@ const FAIR_WINDOW_MS = 1000 * Number(process.env.BENCH_QUEUE_FAIR_WINDOW_S ?? 10
 const FANOUT = Number(process.env.BENCH_QUEUE_FANOUT ?? 43_800)
 const FANOUT_WINDOW_MS = 1000 * Number(process.env.BENCH_QUEUE_FANOUT_WINDOW_S ?? 15)
 const SINGLES = Number(process.env.BENCH_QUEUE_SINGLES ?? 2000)
+const BATCH = Number(process.env.BENCH_QUEUE_BATCH ?? 100)
 const SINGLES_WINDOW_MS = FANOUT_WINDOW_MS / 2
 const WORKER_POOL = Number(process.env.BENCH_QUEUE_WORKER_POOL ?? CONCURRENCY + 4)
 const PHASES = ['fanout', 'priority', 'fair', 'tenants', 'retry'] as const
@@ -221,14 +224,14 @@ async function untilStarted(b: Bench, tag: string, n: number, label: string): Pr
 }
 
 /** Queues `total` calls of `noop` tagged `tag` by starts of up to 1000, one after another; returns the time it took. */
-async function enqueue(b: Bench, t: Tenant, tag: string, total: number, options: { priority?: number; key?: string; label: string }): Promise<number> {
+async function enqueue(b: Bench, t: Tenant, tag: string, total: number, options: { priority?: number; key?: string; batch?: number; label: string }): Promise<number> {
   let queued = 0
   const t0 = performance.now()
   const stop = ticker(b.progress, () => `  ${options.label}: ${fmt(queued)} of ${fmt(total)} queued, ${fmt(probe.count(tag))} started`)
   try {
     while (queued < total) {
       const count = Math.min(PER_START, total - queued)
-      await t.evaluator.start(t.id, t.flood, { tag, count, priority: options.priority ?? 0, ...(options.key === undefined ? {} : { key: options.key }) }, null)
+      await t.evaluator.start(t.id, t.flood, { tag, count, priority: options.priority ?? 0, ...(options.key === undefined ? {} : { key: options.key }), ...(options.batch === undefined ? {} : { batch: options.batch }) }, null)
       queued += count
     }
   } finally {
@@ -496,8 +499,11 @@ async function window(b: Bench, label: string, count: () => number, total: numbe
   return { started, windowMs }
 }
 
-async function fanOutPraxis(b: Bench, gc: () => void): Promise<Side> {
-  const t = await openTenant(b, 'qfan')
+/** The Praxis side of the fan-out, without micro-batches or (`batch`) with them. */
+async function fanOutPraxis(b: Bench, gc: () => void, batch?: number): Promise<Side> {
+  const t = await openTenant(b, batch ? 'qfanb' : 'qfan')
+  const tag = batch ? 'fanb' : 'fan'
+  const label = batch ? `fan-out in micro-batches of ${batch}, Praxis` : 'fan-out, Praxis'
   try {
     // Warmed as the bare side is: a worker runs some calls first (its isolate loads the bundle).
     await startTenantWorker(b, t)
@@ -506,12 +512,12 @@ async function fanOutPraxis(b: Bench, gc: () => void): Promise<Side> {
     t.worker = null
     gc()
     const rss = rssSampler()
-    b.progress(`[queue] fan-out, Praxis: queueing ${fmt(FANOUT)} no-op calls by ${Math.ceil(FANOUT / PER_START)} starts, no worker running…`)
-    const enqueueMs = await enqueue(b, t, 'fan', FANOUT, { label: 'fan-out' })
+    b.progress(`[queue] ${label}: queueing ${fmt(FANOUT)} no-op calls by ${Math.ceil(FANOUT / PER_START)} starts, no worker running…`)
+    const enqueueMs = await enqueue(b, t, tag, FANOUT, { label, ...(batch ? { batch } : {}) })
     await analyze(b)
     b.progress(`  queued in ${secs(enqueueMs)}; a worker (concurrency ${CONCURRENCY}) for ${secs(FANOUT_WINDOW_MS)}…`)
     const worker = await startTenantWorker(b, t)
-    const w = await window(b, 'fan-out, Praxis', () => probe.count('fan'), FANOUT, FANOUT_WINDOW_MS)
+    const w = await window(b, label, () => probe.count(tag), FANOUT, FANOUT_WINDOW_MS)
     const mem = rss.stop()
     b.progress(`  worker: ${fmt(worker.stats.succeeded)} succeeded, ${fmt(worker.stats.evaluations)} evaluate jobs (results queued while their instance was busy); discarding the rest`)
     return { enqueueMs, rate: w.started / (w.windowMs / 1000), ...w, ...mem }
@@ -604,14 +610,18 @@ async function benchFanOut(b: Bench, record: RecordRow): Promise<void> {
   // The bare side first, while the process is smallest; each side's rise is printed beside its peak.
   const bare = await fanOutBare(b, gc)
   const praxis = await fanOutPraxis(b, gc)
+  const batched = await fanOutPraxis(b, gc, BATCH)
   const singles = await singlesPraxis(b)
-  b.progress(`  RSS: ${fmt(before)} MB before the phase; bare ${fmt(bare.startMb)} → ${fmt(bare.peakMb)} MB, then Praxis ${fmt(praxis.startMb)} → ${fmt(praxis.peakMb)} MB`)
+  b.progress(`  RSS: ${fmt(before)} MB before the phase; bare ${fmt(bare.startMb)} → ${fmt(bare.peakMb)} MB, then Praxis ${fmt(praxis.startMb)} → ${fmt(praxis.peakMb)} MB, then Praxis in batches ${fmt(batched.startMb)} → ${fmt(batched.peakMb)} MB`)
   const n = fmt(FANOUT)
-  record('queue', `fan-out: ${n} no-op calls queued, calls started/s over ${secs(FANOUT_WINDOW_MS)} (concurrency ${CONCURRENCY}), without micro-batches (not built)`, praxis.rate, 'calls/s', bare.rate)
+  record('queue', `fan-out: ${n} no-op calls queued, calls started/s over ${secs(FANOUT_WINDOW_MS)} (concurrency ${CONCURRENCY}), in micro-batches of ${BATCH}`, batched.rate, 'calls/s', bare.rate, { text: '≥ 0.5x', met: batched.rate >= 0.5 * bare.rate })
+  record('queue', '… without micro-batches (a job and a step per call)', praxis.rate, 'calls/s', bare.rate)
   record('queue', `… the same calls with no fan-out: ${fmt(SINGLES)} instances of one call each, calls started/s over ${secs(singles.windowMs)}`, singles.rate, 'calls/s', bare.rate)
   record('queue', `… enqueue of the ${n} (starts of 1000 vs add_jobs batches of 1000)`, FANOUT / (praxis.enqueueMs / 1000), 'calls/s', FANOUT / (bare.enqueueMs / 1000))
-  record('queue', '… peak RSS of the process during each side (enqueue and window; the bare side ran first)', praxis.peakMb, 'MB', bare.peakMb)
-  record('queue', `… the same, above the process's RSS before the phase (${fmt(before)} MB)`, praxis.peakMb - before, 'MB', bare.peakMb - before)
+  record('queue', `… enqueue of the ${n} in micro-batches of ${BATCH}`, FANOUT / (batched.enqueueMs / 1000), 'calls/s', FANOUT / (bare.enqueueMs / 1000))
+  record('queue', '… peak RSS of the process during each side (enqueue and window; the bare side ran first), without micro-batches', praxis.peakMb, 'MB', bare.peakMb)
+  record('queue', `… the same, in micro-batches of ${BATCH}`, batched.peakMb, 'MB', bare.peakMb)
+  record('queue', `… the same, above the process's RSS before the phase (${fmt(before)} MB), without and in micro-batches`, Math.max(praxis.peakMb, batched.peakMb) - before, 'MB', bare.peakMb - before)
 }
 
 // ---- retry delay --------------------------------------------------------------------------------
