@@ -130,6 +130,14 @@ describe('priority', () => {
 })
 
 describe('fair share', () => {
+  it('starts the calls of one flow in the order they were called', async () => {
+    // Placed by rank in their flow: on main the rank followed the invocations' random uuids.
+    await start('flood', { tag: 'ord', count: 40 })
+    await worker({ concurrency: 1 })
+    await until('40 calls', () => starts.length >= 40)
+    expect(starts.map((s) => s.id)).toEqual(Array.from({ length: 40 }, (_, i) => `ord-${i}`))
+  })
+
   it('interleaves the values of a fairness key: a quiet key does not wait behind another key\'s flood', async () => {
     await start('flood', { tag: 'loud', count: 300, key: 'customer-a' })
     await worker({ concurrency: 1 })

@@ -37,12 +37,13 @@ export async function checkQueueSchema(pool: pg.Pool): Promise<void> {
 export const JOB_COST = 1000
 
 /**
- * The fair-share parts over a CTE `source` of new jobs with columns `id`, `flow` and `priority`:
+ * The fair-share parts over a CTE `source` of new jobs with columns `id`, `flow`, `priority` and
+ * `ord` (their order within a priority: the order they were called in):
  *
  *   clock   the tenant's virtual clock (the head of its queue)
  *   demand  jobs per flow
  *   flows   each flow's virtual time moved past its new jobs: from max(clock, its last) on
- *   placed  each job's run_at: its flow's start plus its rank in the flow (by priority, then id)
+ *   placed  each job's run_at: its flow's start plus its rank in the flow (by priority, then ord)
  *
  * `flows` takes the flow rows' locks until commit: jobs of one flow are placed one writer at a time.
  */
@@ -56,7 +57,7 @@ export function fairParts<P extends ParamTypes>(tenant: (p: Params<P>) => string
   on conflict (tenant_id, flow) do update set vt = greatest(f.vt, (select vt from clock)) + (excluded.vt - (select vt from clock))
   returning flow, vt`],
     ['placed', () => `
-  select s.id, praxis.fair_run_at(f.vt - (d.n - row_number() over (partition by s.flow order by s.priority desc, s.id)) * ${JOB_COST}) as run_at
+  select s.id, praxis.fair_run_at(f.vt - (d.n - row_number() over (partition by s.flow order by s.priority desc, s.ord)) * ${JOB_COST}) as run_at
   from ${source} s join flows f on f.flow = s.flow join demand d on d.flow = s.flow`],
   ]
 }

@@ -39,7 +39,7 @@ type P = typeof ENQUEUE_PARAMS
 
 const ENQUEUE_PARTS: Part<P>[] = [
   ['inv', (p) => `
-  select v.id, v.pool, v.priority, s.service || coalesce('/' || v.fairness_key, '') as flow,
+  select v.id, 1 as ord, v.pool, v.priority, s.service || coalesce('/' || v.fairness_key, '') as flow,
     json_build_object('tenant_id', v.tenant_id, 'id', v.id, 'instance_id', v.instance_id, 'rule', v.rule, 'function', v.function, 'pool', v.pool, 'input', v.input,
       'call_key', v.call_key, 'priority', v.priority, 'retry', v.retry, 'timeout_ms', v.timeout_ms, 'attempts', v.attempts) as payload
   from praxis.invocations v join praxis.instances s on s.tenant_id = v.tenant_id and s.id = v.instance_id

@@ -51,7 +51,9 @@ const QUEUE_PARTS: Part<P>[] = [
   // (praxis.jobs_missing, 40001) rather than leave an invocation without its job. The task is the
   // instance's tenant's queue for the pool: a pool never names another tenant's.
   ['tasks', (p) => `select id, identifier from graphile_worker._private_tasks where identifier in (select ${invokeTaskSql(p.tenant, 'pool')} from inv)`],
-  ...fairParts<P>((p) => p.tenant, 'inv'),
+  // The new invocations in the order they were called (the order the insert returns them in).
+  ['called', () => `select inv.*, row_number() over () as ord from inv`],
+  ...fairParts<P>((p) => p.tenant, 'called'),
   // Eager dispatch: with an owner, the job of the first new invocation on a pool the writing
   // worker serves is inserted already locked by it, and the worker runs it at once, with no NOTIFY,
   // fetch or commit between the two steps; only when the worker serves this instance's tenant (a
@@ -59,14 +61,14 @@ const QUEUE_PARTS: Part<P>[] = [
   // for idle capacity), and not when a job of higher priority waits for the worker: the chain then
   // gives way, and the call goes through the queue.
   ['eligible', (p) => `
-  select inv.id, row_number() over (order by inv.priority desc, inv.id) as n from inv
+  select inv.id, row_number() over (order by inv.priority desc, inv.ord) as n from called inv
   where ${p.eagerOwner} is not null and ${p.eagerTenant} = ${p.tenant} and inv.pool = any(${p.eagerPools}) and inv.defer_until is null
     and not exists (select 1 from graphile_worker._private_jobs w
       where w.is_available and w.run_at <= now() and w.priority < ${jobPriority('inv.priority')}
         and w.task_id in (select t.id from graphile_worker._private_tasks t where t.identifier = any(${p.eagerTasks})))`],
   // Micro-batches: invocations the host numbered alike (one callEach's, of one rule, function,
   // pool, priority and flow) share a job; any other has a job of its own.
-  ['grouped', () => `select inv.*, coalesce('b' || inv.batch_no::text, inv.id::text) as grp from inv`],
+  ['grouped', () => `select c.*, coalesce('b' || c.batch_no::text, c.id::text) as grp from called c`],
   // Invoke jobs go straight into graphile-worker 0.17's job table (no key, no queue; flags naming
   // the pool and service, for the workers' concurrency caps): the rows add_jobs would write (see
   // jobs.ts). The payload is the first invocation's; a batch's adds `items`, every invocation's id,
@@ -76,13 +78,13 @@ const QUEUE_PARTS: Part<P>[] = [
   ['jobs', (p) => `
   insert into graphile_worker._private_jobs (task_id, payload, priority, run_at, flags, attempts, locked_at, locked_by)
   select tasks.id,
-    (jsonb_build_object('tenant_id', ${p.tenant}, 'id', (array_agg(g.id order by g.id))[1], 'instance_id', ${p.instance}, 'rule', min(g.rule), 'function', min(g.function), 'pool', g.pool,
-      'input', (array_agg(g.input order by g.id))[1], 'call_key', (array_agg(g.call_key order by g.id))[1], 'priority', max(g.priority), 'retry', (array_agg(g.retry))[1],
+    (jsonb_build_object('tenant_id', ${p.tenant}, 'id', (array_agg(g.id order by g.ord))[1], 'instance_id', ${p.instance}, 'rule', min(g.rule), 'function', min(g.function), 'pool', g.pool,
+      'input', (array_agg(g.input order by g.ord))[1], 'call_key', (array_agg(g.call_key order by g.ord))[1], 'priority', max(g.priority), 'retry', (array_agg(g.retry))[1],
       'timeout_ms', max(g.timeout_ms), 'attempts', 0,
       -- The instance as this evaluation leaves it, so the worker need not read it (small facts only).
       'snapshot', case when octet_length(${p.facts}::text) <= 8192 then jsonb_build_object('revision', (select revision from inst), 'service', (select service from inst),
         'workflow', (select workflow from inst), 'status', ${p.status}, 'facts', ${p.facts}, 'rule_state', ${p.ruleState}, 'bundle_id', ${p.bundle}::text, 'active_bundle_id', ${p.bundle}::text) end)
-    || case when count(*) > 1 then jsonb_build_object('items', jsonb_agg(jsonb_build_object('id', g.id, 'input', g.input, 'call_key', g.call_key) order by g.id)) else '{}' end)::json,
+    || case when count(*) > 1 then jsonb_build_object('items', jsonb_agg(jsonb_build_object('id', g.id, 'input', g.input, 'call_key', g.call_key) order by g.ord)) else '{}' end)::json,
     case when bool_or(g.defer_until is not null) then ${DEFERRED_PRIORITY} else ${jobPriority('max(g.priority)')} end, min(placed.run_at), ${jobFlags('g.pool')},
     case when bool_or(e.n = 1) then 1 else 0 end, case when bool_or(e.n = 1) then now() end, case when bool_or(e.n = 1) then ${p.eagerOwner} end
   from grouped g join tasks on tasks.identifier = ${invokeTaskSql(p.tenant, 'g.pool')} join placed on placed.id = g.id left join eligible e on e.id = g.id
