@@ -30,6 +30,11 @@ export interface InstanceView<W extends WorkflowRef> {
   bundleVersion: number
   createdAt: string
   updatedAt: string
+  /**
+   * Pools this running instance has calls waiting on with no live worker to serve them: start
+   * `praxis worker <service-dir> --pool <pool>` (or `praxis dev`). Empty when every call is served.
+   */
+  waiting?: { pool: string; function: string; invocations: number; since: string; reason: string; fix: string }[]
 }
 
 export interface TimelineEntry { id: string; revision: number; kind: string; rule: string | null; data: Json; at: string }
