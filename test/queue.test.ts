@@ -241,6 +241,30 @@ describe('attempts', () => {
   })
 })
 
+describe('a job that fails outside the function', () => {
+  it('runs again after the retry policy\'s delay at the head of the queue, not behind the backlog', async () => {
+    // A worker of an older functions.ts (no `hold`) fetches the call and fails it outside the
+    // function. On main graphile-worker's own retry put the job at a wall-clock time, e^attempts
+    // seconds on, which sorts behind every fairly placed job: it waited for the whole backlog.
+    const { functions } = await loadService('test/fixtures/queueing')
+    const stale = await startWorker({ pool: p.db.pool, log: silent, tenantId: TENANT, functions: functions.filter((f) => f.name !== 'hold'), concurrency: 1, leaseMs: 15_000 })
+    workers.push(stale)
+    const id = await start('ordered', { id: 'again' })
+    await until('the stale worker to fail the job', async () => (await p.db.pool.query(
+      "select 1 from graphile_worker._private_jobs where payload->>'instance_id' = $1 and attempts = 1 and locked_at is null and last_error is not null", [id])).rowCount)
+    await stale.stop()
+    workers.splice(workers.indexOf(stale), 1)
+    // 300 calls of 10 ms queued after it: 3 s of work for one slot.
+    await start('flood', { tag: 'after', count: 300, ms: 10 })
+    await worker({ concurrency: 1 })
+    await holding('again')
+    expect(starts.length).toBeLessThan(100)
+    release('again')
+    await waitFor(id)
+    expect((await timeline(id)).filter((e) => e.kind === 'invocation.lost').map((e) => e.data.attempt)).toEqual([1])
+  })
+})
+
 describe('leases', () => {
   it('releases a job locked to a live worker that is not running it (an eager chain lost after its commit)', async () => {
     // A worker of another service: it holds the stray job but can never run it.

@@ -13,7 +13,7 @@ import type { Limits, RetentionSettings } from '../config.js'
 import { BundleCache, Evaluator } from '../engine/index.js'
 import {
   advanceClock, checkQueueSchema, completeJob, dueTask, enqueueDue, evaluateTask, failJobForGood, forceUnlock, invokeTask, isVirtual,
-  parseDuePayload, parseInvocationJob, parseInvocations, parsePayload, promoteDeferred, releaseJob, releaseStrayJobs, type EagerJob,
+  parseDuePayload, parseInvocationJob, parseInvocations, parsePayload, promoteJob, requeueWhenDue, backoffDelay, releaseJob, releaseStrayJobs, type EagerJob,
 } from '../queue/index.js'
 import { purgeTenant, quietLogger, retentionCronItems, retentionSettings, retentionTask, type InvocationJob } from '../store/index.js'
 import { Caps, checkCaps, type CapsOptions } from './caps.js'
@@ -225,7 +225,12 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         // database. graphile-worker retries the job; on its last attempt the invocation fails for
         // good through the normal path, so it never stays pending with its instance waiting.
         if (helpers.job.attempts < helpers.job.max_attempts) {
-          log.warn({ jobId: helpers.job.id, invocationId: invocation.id, attempts: helpers.job.attempts, error: (error as Error).message }, 'invocation job failed outside the function; graphile-worker retries it')
+          const delayMs = backoffDelay(invocation.retry, helpers.job.attempts)
+          log.warn({ jobId: helpers.job.id, invocationId: invocation.id, attempts: helpers.job.attempts, delayMs, error: (error as Error).message }, 'invocation job failed outside the function; it runs again after the retry policy\'s delay')
+          // graphile-worker hands the job back with a wall-clock run_at, behind the whole backlog;
+          // a due job puts it back at the head of the tenant's queue after the policy's delay.
+          await requeueWhenDue(options.pool, tenantId, { id: helpers.job.id, priority: helpers.job.priority }, invocation.id, delayMs)
+            .catch((e: Error) => log.warn({ jobId: helpers.job.id, error: e.message }, 'scheduling the job\'s return to the queue failed: graphile-worker\'s own backoff applies'))
           throw error
         }
         count(await giveUp(invocations, helpers.job, running, error as Error))
@@ -257,8 +262,14 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   taskList[dueTask(tenantId)] = async (payload, helpers) => {
     const due = parseDuePayload(payload)
     if (due.t !== tenantId) return refuse(helpers.job, due.t)
-    if (due.job !== undefined) await promoteDeferred(options.pool, due.t, due.job, due.priority)
-    else await enqueueDue(options.pool, due.t, due.i)
+    if (due.job === undefined) {
+      await enqueueDue(options.pool, due.t, due.i)
+      return
+    }
+    const promoted = await promoteJob(options.pool, due.t, due.job, due.priority)
+    // A failed job not yet handed back (graphile-worker fails it just after the task throws): try
+    // again shortly (this due job is retried). A locked deferred job is running: nothing to do.
+    if (promoted === 'locked' && due.requeue) throw new Error(`job ${due.job} is still locked: its return to the queue is tried again`)
   }
   // Retention: the tenant's purge of finished data, run by the cron item passed to run() below
   // (one job per schedule across the tenant's workers); it stops between batches when stopping.

@@ -33,8 +33,11 @@ export function parsePayload(payload: unknown): JobPayload {
   return { t: p.t, i: p.i }
 }
 
-/** A due job's payload: a retry come due, or (with `job`) a deferred call's deadline come close. */
-export type DuePayload = JobPayload & ({ job?: undefined } | { job: string; priority: number })
+/**
+ * A due job's payload: a retry come due, or (with `job`) a deferred call's deadline come close or
+ * (`requeue`) a job that failed outside the function come due again.
+ */
+export type DuePayload = JobPayload & ({ job?: undefined } | { job: string; priority: number; requeue: boolean })
 
 /** Validates a due job's payload. */
 export function parseDuePayload(payload: unknown): DuePayload {
@@ -42,7 +45,7 @@ export function parseDuePayload(payload: unknown): DuePayload {
   const p = payload as { job?: unknown; priority?: unknown }
   if (p.job === undefined) return base
   if (typeof p.job !== 'string' || !/^\d{1,19}$/.test(p.job) || !Number.isInteger(p.priority)) throw new Error(`malformed praxis due job payload: ${JSON.stringify(payload)}`)
-  return { ...base, job: p.job, priority: p.priority as number }
+  return { ...base, job: p.job, priority: p.priority as number, requeue: (p as { requeue?: unknown }).requeue === true }
 }
 
 /**

@@ -68,18 +68,39 @@ export async function enqueueDue(pool: pg.Pool, tenantId: string, invocationId: 
 }
 
 /**
- * A deferred call's deadline comes close: raises its job (of `tenantId`'s invoke queues, still
- * waiting at the deferred priority) to `priority`, its call's own, at the head of the tenant's fair
- * queue (it has waited its turn already: placed by its flow's virtual time, it would sort behind
- * every call its flow made meanwhile), and wakes the workers. False when the job already ran (it
- * found idle capacity) or is not the tenant's.
+ * Raises a waiting job of `tenantId`'s invoke queues to `priority` at the head of the tenant's fair
+ * queue, and wakes the workers. For a deferred call's job when its deadline comes close (it has
+ * waited its turn already: placed by its flow's virtual time, it would sort behind every call its
+ * flow made meanwhile), and for a job that failed outside the function when its delay is over
+ * (graphile-worker's own retry puts it at a wall-clock time, behind the whole virtual-time
+ * backlog). 'done' when the job is gone (it ran: a deferred call found idle capacity) or is not
+ * the tenant's; 'locked' when it is still locked (a worker is running it, or has not yet handed it
+ * back).
  */
-export async function promoteDeferred(pool: pg.Pool, tenantId: string, jobId: string, priority: number): Promise<boolean> {
-  const { rowCount } = await pool.query(
-    `update graphile_worker._private_jobs j set priority = least(greatest($3::int, -32768), 32766), run_at = praxis.fair_now($1)
-     where j.id = $2 and j.locked_at is null and j.priority = ${DEFERRED_PRIORITY}
-       and j.task_id in (select t.id from graphile_worker._private_tasks t where left(t.identifier, length(${invokeTaskSql('$1::text', "''")})) = ${invokeTaskSql('$1::text', "''")})`,
+export async function promoteJob(pool: pg.Pool, tenantId: string, jobId: string, priority: number): Promise<'promoted' | 'locked' | 'done'> {
+  const { rows } = await pool.query<{ locked: boolean; promoted: boolean }>(
+    `with job as (
+       select j.id, j.locked_at is not null as locked from graphile_worker._private_jobs j
+       where j.id = $2 and j.task_id in (select t.id from graphile_worker._private_tasks t where left(t.identifier, length(${invokeTaskSql('$1::text', "''")})) = ${invokeTaskSql('$1::text', "''")})),
+     up as (
+       update graphile_worker._private_jobs j set priority = least(greatest($3::int, -32768), ${DEFERRED_PRIORITY - 1}), run_at = praxis.fair_now($1)
+       from job where j.id = job.id and not job.locked returning j.id)
+     select job.locked, exists (select 1 from up) as promoted from job`,
     [tenantId, jobId, priority])
-  if (rowCount) await wakeWorkers(pool)
-  return Boolean(rowCount)
+  const row = rows[0]
+  if (!row) return 'done'
+  if (row.promoted) await wakeWorkers(pool)
+  return row.promoted ? 'promoted' : 'locked'
+}
+
+/**
+ * A job failed outside the function (graphile-worker retries it): a due job puts it back at the
+ * head of the tenant's fair queue after `delayMs` (the invocation's retry policy's delay), instead
+ * of graphile-worker's wall-clock backoff of seconds to hours behind every job in the backlog.
+ */
+export async function requeueWhenDue(pool: pg.Pool, tenantId: string, job: { id: string; priority: number }, invocationId: string, delayMs: number): Promise<void> {
+  await pool.query(
+    `select graphile_worker.add_job(${dueTaskSql('$1::text')}, json_build_object('t', $1::text, 'i', $2::text, 'job', $3::text, 'priority', $4::int, 'requeue', true),
+       run_at := now() + $5 * interval '1 millisecond', max_attempts := 25, priority := -32768)`,
+    [tenantId, invocationId, job.id, job.priority, Math.max(50, delayMs)])
 }

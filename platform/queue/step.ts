@@ -91,7 +91,7 @@ const QUEUE_PARTS: Part<P>[] = [
   group by g.grp, g.pool, tasks.id
   returning id, locked_by, payload, run_at`],
   // A deferred call's job is raised to its own priority when its deadline comes close, by a due
-  // job then (retry.ts, promoteDeferred).
+  // job then (retry.ts, promoteJob).
   ['promoted', (p) => `
   select graphile_worker.add_job(${dueTaskSql(p.tenant)}, json_build_object('t', ${p.tenant}, 'i', inv.id::text, 'job', jobs.id::text, 'priority', ${jobPriority('inv.priority')}),
     run_at := ${promoteAtSql('inv.defer_until')}, max_attempts := 25, priority := -32768)
