@@ -81,8 +81,12 @@ const QUEUE_PARTS: Part<P>[] = [
     (jsonb_build_object('tenant_id', ${p.tenant}, 'id', (array_agg(g.id order by g.ord))[1], 'instance_id', ${p.instance}, 'rule', min(g.rule), 'function', min(g.function), 'pool', g.pool,
       'input', (array_agg(g.input order by g.ord))[1], 'call_key', (array_agg(g.call_key order by g.ord))[1], 'priority', max(g.priority), 'retry', (array_agg(g.retry))[1],
       'timeout_ms', max(g.timeout_ms), 'attempts', 0,
-      -- The instance as this evaluation leaves it, so the worker need not read it (small facts only).
-      'snapshot', case when octet_length(${p.facts}::text) <= 8192 then jsonb_build_object('revision', (select revision from inst), 'service', (select service from inst),
+      -- The instance as this evaluation leaves it, so the worker need not read it (small facts
+      -- only), when this is the evaluation's only job: of a fan-out's jobs, all but the first to
+      -- finish would find the instance moved, so their optimistic step would run rule code for
+      -- nothing and fail (then take the locked path); without a snapshot the worker reads the
+      -- instance while the function runs, and its revision is usually current when it writes.
+      'snapshot', case when octet_length(${p.facts}::text) <= 8192 and (select count(distinct grp) from grouped) = 1 then jsonb_build_object('revision', (select revision from inst), 'service', (select service from inst),
         'workflow', (select workflow from inst), 'status', ${p.status}, 'facts', ${p.facts}, 'rule_state', ${p.ruleState}, 'bundle_id', ${p.bundle}::text, 'active_bundle_id', ${p.bundle}::text) end)
     || case when count(*) > 1 then jsonb_build_object('items', jsonb_agg(jsonb_build_object('id', g.id, 'input', g.input, 'call_key', g.call_key) order by g.ord)) else '{}' end)::json,
     case when bool_or(g.defer_until is not null) then ${DEFERRED_PRIORITY} else ${jobPriority('max(g.priority)')} end, min(placed.run_at), ${jobFlags('g.pool')},
