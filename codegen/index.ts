@@ -5,18 +5,21 @@
  * of that service. `--check` compares instead of writing and names every stale file.
  *
  * Function schemas are read statically (ts-morph; function modules are never run). The rules side
- * is built and described with the rule server's own bundler and loader, so the manifest's rule
- * fingerprints are the server's by construction.
+ * is built and described with the rule server's own bundler and loader (its schemas, and each
+ * rule's name, priority and match); each rule's fingerprint is computed from its source
+ * (fingerprint.ts), so bundler renames, comments and formatting never change it. The server uses
+ * the manifest's fingerprints after checking the manifest against the bundle.
  */
 import { existsSync } from 'node:fs'
 import { mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
-import { BundleCache, buildBundle, serviceManifest } from '../platform/engine/index.js'
+import { BundleCache, buildBundle, serviceManifest, type Manifest } from '../platform/engine/index.js'
 import { byCodePoint, ServiceManifest } from '../sdk/manifest.js'
 import { formatIssues } from '../sdk/context.js'
 import { emitClient, emitFunctions, emitWorkflows, type EmitContext } from './emit.js'
 import { CodegenError } from './errors.js'
-import { readService } from './static.js'
+import { ruleFingerprint } from './fingerprint.js'
+import { readService, type Located, type StaticWorkflow } from './static.js'
 
 export { CodegenError } from './errors.js'
 
@@ -115,7 +118,7 @@ export async function codegen(options: CodegenOptions): Promise<CodegenResult> {
     const bundles = new BundleCache()
     const loaded = await bundles.load('codegen', service, built.code).finally(() => bundles.close())
     const sources = Object.fromEntries(source.workflows.map((w) => [w.name, w.source]))
-    manifest = serviceManifest(loaded.manifest, functions, sources)
+    manifest = withSourceFingerprints(serviceManifest(loaded.manifest, functions, sources), loaded.manifest, source.workflows)
     const rules = manifest.workflows.reduce((n, w) => n + w.rules.length, 0)
     progress(`  ${manifest.workflows.length} workflow${manifest.workflows.length === 1 ? '' : 's'}, ${rules} rule${rules === 1 ? '' : 's'} fingerprinted`)
   }
@@ -142,6 +145,44 @@ export async function codegen(options: CodegenOptions): Promise<CodegenResult> {
     result.files.push({ path: file.split(path.sep).join('/'), state: options.check ? 'stale' : 'removed' })
   }
   return result
+}
+
+/**
+ * The manifest with each rule's fingerprint computed from its source: its name, priority and
+ * match as the bundle describes them, and the digest of the rule chain codegen found under that
+ * name in the workflow's source. A rule codegen cannot place in the source is an error, never a
+ * fingerprint of something else.
+ */
+function withSourceFingerprints(manifest: ServiceManifest, described: Manifest, workflows: readonly Located<StaticWorkflow>[]): ServiceManifest {
+  const byName = new Map(workflows.map((w) => [w.name, w]))
+  return {
+    ...manifest,
+    workflows: manifest.workflows.map((workflow) => {
+      const found = byName.get(workflow.name)
+      const rules = described.workflows.find((w) => w.name === workflow.name)?.rules ?? []
+      if (!found) throw new CodegenError('PRX_CODEGEN_NOT_STATIC', `the bundle has a workflow ${workflow.name} that codegen did not find in the source: define it with defineWorkflow({...}) in a file of the service`)
+      return {
+        ...workflow,
+        rules: workflow.rules.map((rule) => {
+          const chains = found.rules.filter((r) => r.name === rule.name)
+          const how = `write each rule as one chain, rule('${rule.name}').match(...).action(...) with .reaction(...) and .error(...) after it, its name a string literal (or a const holding one), so codegen can fingerprint it from its source`
+          if (chains.length === 0) {
+            const dynamic = found.rules.filter((r) => r.name === null).map((r) => r.location)
+            throw new CodegenError('PRX_CODEGEN_NOT_STATIC', `rule ${rule.name} of workflow ${workflow.name} is not in its source as codegen reads it${dynamic.length ? ` (rules whose name is not static: ${dynamic.join(', ')})` : ''}: ${how}`, found.location)
+          }
+          if (chains.length > 1) {
+            throw new CodegenError('PRX_CODEGEN_DUPLICATE', `rule ${rule.name} of workflow ${workflow.name} is defined by more than one chain (${chains.map((c) => c.location).join(', ')}): codegen fingerprints each rule from one definition`, found.location)
+          }
+          const chain = chains[0]!
+          if (chain.hasReaction !== rule.hasReaction || chain.hasError !== rule.hasError) {
+            throw new CodegenError('PRX_CODEGEN_NOT_STATIC', `rule ${rule.name} of workflow ${workflow.name} has ${rule.hasReaction ? 'a' : 'no'} reaction and ${rule.hasError ? 'an' : 'no'} error section, but its chain in the source has ${chain.hasReaction ? 'a' : 'no'} reaction and ${chain.hasError ? 'an' : 'no'} error section: ${how}`, chain.location)
+          }
+          const bundled = rules.find((r) => r.name === rule.name)!
+          return { ...rule, fingerprint: ruleFingerprint(bundled, chain.digest) }
+        }),
+      }
+    }),
+  }
 }
 
 /** Validates a manifest (from a server or a file); the error lists what is wrong and where. */

@@ -12,6 +12,7 @@ import { z } from 'zod'
 import { formatIssues } from '../sdk/context.js'
 import { byCodePoint, ManifestFunction } from '../sdk/manifest.js'
 import { CodegenError } from './errors.js'
+import { SourceDigests, type StaticRule } from './fingerprint.js'
 
 /** A function as codegen read it. Schemas are JSON Schemas (zod's, `io: 'input'`). */
 export interface StaticFunction {
@@ -25,8 +26,11 @@ export interface StaticFunction {
   source: string
 }
 
-/** A workflow as codegen found it: its schemas and rules come from the built bundle. */
-export interface StaticWorkflow { name: string; source: string }
+/**
+ * A workflow as codegen found it: its schemas, and its rules' names, priorities and matches, come
+ * from the built bundle; `rules` is the code of each rule chain found in its source (fingerprint.ts).
+ */
+export interface StaticWorkflow { name: string; source: string; rules: StaticRule[] }
 
 /** Where a definition is, as error messages give it (the path from the current folder). */
 export type Located<T> = T & { location: string }
@@ -77,6 +81,7 @@ const BUILDERS = new WeakSet<object>()
 
 /** Reads every function and workflow definition under `dir` (not `generated/`, tests or node_modules). */
 export function readService(dir: string): ServiceSource {
+  const service = path.basename(path.resolve(dir))
   // Symbols only, no types: no lib files, and only the service's own files and the SDK are
   // resolved (zod is recognised by its import, never loaded). This keeps a large service fast.
   const project = new Project({
@@ -92,15 +97,30 @@ export function readService(dir: string): ServiceSource {
   const functions: Located<StaticFunction>[] = []
   const workflows: Located<StaticWorkflow>[] = []
   let sdkImport: string | null = null
+  // Each definition's identity, by its call: a rule referring to another workflow counts by name.
+  const definitions = new Map<ts.Node, string>()
+  const workflowCalls: CallExpression[] = []
   for (const file of files) {
     for (const call of file.getDescendantsOfKind(SyntaxKind.CallExpression)) {
       const kind = sdkCallee(call)
       if (!kind) continue
       sdkImport ??= kind.module
-      if (kind.name === 'defineFunction') functions.push(reader.readFunction(call))
-      else workflows.push(reader.readWorkflow(call))
+      if (kind.name === 'defineFunction') {
+        const fn = reader.readFunction(call)
+        functions.push(fn)
+        definitions.set(call.compilerNode, `fn-def:${service}.${fn.name}`)
+      } else {
+        const wf = reader.readWorkflow(call)
+        workflows.push(wf)
+        workflowCalls.push(call)
+        definitions.set(call.compilerNode, `wf:${service}.${wf.name}`)
+      }
     }
   }
+  const digests = new SourceDigests({ checker: project.getTypeChecker().compilerObject, dir, service, definitions })
+  workflowCalls.forEach((call, i) => {
+    workflows[i]!.rules = digests.rulesOf(call.compilerNode)
+  })
   duplicates(functions, 'function', 'functions are called by name, so names must be unique in a service')
   duplicates(workflows, 'workflow', 'workflows are started by name, so names must be unique in a service')
   return {
@@ -225,7 +245,7 @@ class StaticReader {
 
   readWorkflow(call: CallExpression): Located<StaticWorkflow> {
     const props = this.optionsOf(call, 'defineWorkflow')
-    return { name: this.required(props, 'name', call, 'string') as string, source: this.where(call), location: this.whereAbsolute(call) }
+    return { name: this.required(props, 'name', call, 'string') as string, source: this.where(call), location: this.whereAbsolute(call), rules: [] }
   }
 
   /** The property nodes of a definition's options object (a literal, or a const holding one). */

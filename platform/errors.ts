@@ -13,6 +13,7 @@ export const ERRORS = {
   PRX_INSTANCE_NOT_FOUND: { status: 404, what: 'no instance with this id in your tenant' },
   PRX_SERVICE_NOT_FOUND: { status: 404, what: 'no deployed service with this name in your tenant' },
   PRX_WORKFLOW_NOT_FOUND: { status: 404, what: 'no deployed workflow with this name in your tenant' },
+  PRX_RUN_NOT_FOUND: { status: 404, what: 'no reprocessing run (or bundle version) with this id for the service in your tenant' },
   PRX_WORKFLOW_AMBIGUOUS: { status: 409, what: 'the bare workflow name exists in two services; use service.workflow' },
   PRX_SIGNAL_UNKNOWN: { status: 400, what: 'the workflow has no signal of this name' },
   PRX_TENANT_EXISTS: { status: 409, what: 'a tenant with this id exists already' },

@@ -7,6 +7,15 @@ import { z } from 'zod'
 
 export const MANIFEST_FORMAT = 'praxis.manifest/1'
 
+/**
+ * How codegen computes rule fingerprints from the source (codegen/fingerprint.ts): `s1:` and 32
+ * hex digits. A new normalisation is a new scheme, so fingerprints of different schemes are never
+ * compared as if alike. A fingerprint without a scheme is the older kind, a hash of the code the
+ * bundler emitted, which the rule server derives itself for a bundle deployed without a manifest.
+ */
+export const FINGERPRINT_SCHEME = 's1'
+export const SOURCE_FINGERPRINT = /^s1:[0-9a-f]{32}$/
+
 /** Locale-free order (by code point): manifests and generated files must not depend on the machine's locale. */
 export function byCodePoint(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0
@@ -30,7 +39,10 @@ export const ManifestFunction = z.object({
 export const ManifestRule = z.object({
   name: z.string(),
   priority: z.number().int(),
+  /** Computed from the rule's source by codegen (`s1:…`); the server uses it for the rule. */
   fingerprint: z.string(),
+  /** The match as condition data; the server checks it against the bundle's (absent in manifests of older codegen). */
+  condition: z.unknown().optional(),
   /** Fact paths the match reads. */
   paths: z.array(z.string()),
   hasReaction: z.boolean(),

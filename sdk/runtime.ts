@@ -30,6 +30,8 @@ export interface WorkflowDescription {
   /** Payload schema of each signal. */
   signalSchemas: Record<string, unknown>
   rules: RuleDescription[]
+  /** Whether a deploy's added or changed rules reopen completed instances. */
+  reopen?: boolean
 }
 
 /** Which code to run: a rule section or a signal handler. */
@@ -111,6 +113,7 @@ function describe(wf: WorkflowDefinition): WorkflowDescription {
   return {
     name: wf.name,
     maxFirings: wf.maxFirings,
+    reopen: wf.reopen === true,
     signals: Object.keys(wf.signals),
     inputSchema: schemaOf(wf.input),
     factsSchema: schemaOf(wf.facts),

@@ -38,6 +38,14 @@ export interface WorkflowOptions<I extends z.ZodType, S extends z.ZodType, R ext
   signals?: (signal: SignalFactory<z.output<S>>) => Record<string, SignalHandler<z.output<S>>>
   /** Most rule firings one evaluation may make before the instance fails as a cycle. Default 1000. */
   maxFirings?: number
+  /**
+   * Always on for finished work too: when a deploy adds or changes a rule whose match holds on a
+   * *completed* instance of this workflow, the instance is reopened (running again, `instance.reopened`
+   * in its timeline) and the rule fires, once. Rules that complete it again must fire again: write
+   * them to match the state the new rule's work leaves (a fact the new rule resets, say). Default
+   * false: completed instances keep their result. Failed and cancelled ones are never reopened.
+   */
+  reopen?: boolean
 }
 
 /** A defined workflow type (Cosmos "Plato" workflow). */
@@ -52,6 +60,8 @@ export interface WorkflowDefinition<I extends z.ZodType = z.ZodType, S extends z
   readonly rules: readonly RuleDefinition<z.output<S>>[]
   readonly signals: Readonly<Record<string, SignalHandler<z.output<S>>>>
   readonly maxFirings: number
+  /** Whether a deploy's added or changed rules reopen completed instances (see WorkflowOptions.reopen). */
+  readonly reopen: boolean
 }
 
 /**
@@ -92,7 +102,7 @@ export function defineWorkflow<I extends z.ZodType, S extends z.ZodType, R exten
   }
   const maxFirings = options.maxFirings ?? 1000
   if (!Number.isInteger(maxFirings) || maxFirings < 1) throw new DefinitionError('PRX_DEFINITION_INVALID', `${where}: maxFirings must be a positive integer`)
-  return Object.freeze({ kind: 'praxis.workflow' as const, name: options.name, input: options.input, result: options.result ?? null, facts: options.facts, init: options.init, rules, signals, maxFirings })
+  return Object.freeze({ kind: 'praxis.workflow' as const, name: options.name, input: options.input, result: options.result ?? null, facts: options.facts, init: options.init, rules, signals, maxFirings, reopen: options.reopen === true })
 }
 
 /** True for a value made by `defineWorkflow` (checked by shape: it may come from another realm). */

@@ -57,7 +57,7 @@ export const DURATION_BUCKETS: readonly number[] = Object.freeze([0.005, 0.01, 0
 export const FAILURE_CLASSES = ['retryable', 'fatal', 'timeout', 'cancelled', 'other'] as const
 
 /** The pool label of a tenant's own queues, which serve no function pool. */
-const QUEUE_POOL = { evaluate: '@evaluate', due: '@due', retention: '@retention' } as const
+const QUEUE_POOL = { evaluate: '@evaluate', due: '@due', retention: '@retention', reprocess: '@reprocess' } as const
 
 /** Default process metrics: one set per process, shared by every API's registry. */
 let processMetrics: Registry | undefined

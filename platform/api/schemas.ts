@@ -32,10 +32,18 @@ export const SignalParams = InstanceParams.extend({ name: z.string().regex(/^[A-
 export const SignalBody = z.object({ payload: json.default(null), signalId: z.string().min(1).max(200).optional() }).strict()
 
 export const ServiceParams = z.object({ service: z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{0,99}$/, 'must be a service name') })
+export const DryRunQuery = z.object({ dryRun: z.enum(['true', 'false']).optional().transform((v) => v === 'true') })
+export const RollbackBody = z.object({ version: z.number().int().positive().optional() }).strict()
+export const RunParams = ServiceParams.extend({ run: z.string().regex(/^\d{1,18}$/, 'must be a reprocessing run id (digits)') })
 export const DeployBody = z.object({
   code: z.string().min(1).max(20_000_000),
   codeHash: z.string().optional(),
-  /** `generated/manifest.json` as codegen wrote it: adds the service's functions to the stored manifest. */
+  /**
+   * `generated/manifest.json` as codegen wrote it: checked against the bundle, it gives the rules
+   * their fingerprints (computed from the source) and adds the service's functions to the stored
+   * manifest. Without it, fingerprints are derived from the bundle (refused for a service whose
+   * rules already have fingerprints from the source) and the service's functions are unknown.
+   */
   manifest: ServiceManifest.optional(),
 }).strict()
 

@@ -8,11 +8,12 @@ import type pg from 'pg'
 import type { Logger } from 'pino'
 import type { z } from 'zod'
 import type { Json } from '../../sdk/index.js'
-import { BundleCache, deployBundle, Evaluator, serviceManifest, type Manifest } from '../engine/index.js'
+import { BundleCache, deployBundle, Evaluator, previewDeploy, rollbackService, serviceManifest, type Manifest } from '../engine/index.js'
 import type { Limits } from '../config.js'
 import { PraxisError } from '../errors.js'
+import { listReprocessing, reprocessingProgress } from '../queue/index.js'
 import { getActiveBundle, getInstance, listBundles, listInstances, noticeUnserved, readTimeline, resolveWorkflow, signalDelivered, tenantForKey, unservedPools } from '../store/index.js'
-import { DeployBody, GetInstanceQuery, InstanceParams, ListQuery, ServiceParams, SignalBody, SignalParams, StartBody, TimelineQuery, WorkflowParams } from './schemas.js'
+import { DeployBody, GetInstanceQuery, DryRunQuery, InstanceParams, ListQuery, RollbackBody, RunParams, ServiceParams, SignalBody, SignalParams, StartBody, TimelineQuery, WorkflowParams } from './schemas.js'
 import { clientErrorHandler, DEFAULT_LIMITS, errorBody, frameworkErrors, installEdge, type EdgeLimits } from './edge.js'
 import { EndedInstanceWaiters } from './waiters.js'
 import { registerMetrics, type MetricsOptions } from './metrics.js'
@@ -113,14 +114,39 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     const body = parse(DeployBody, request.body, 'body')
     const hash = createHash('sha256').update(body.code).digest('hex')
     if (body.codeHash && body.codeHash !== hash) throw new PraxisError('PRX_BAD_REQUEST', 'codeHash does not match the code: the upload was corrupted, send it again')
+    // ?dryRun=true: what the deploy would change and whom each added or changed rule would reach now; nothing is stored.
+    if (parse(DryRunQuery, request.query, 'query').dryRun) return previewDeploy(pool, bundles, request.tenantId, service, body.code, hash, body.manifest ?? null)
     const d = await deployBundle(pool, bundles, request.tenantId, service, body.code, hash, body.manifest ?? null)
     // Its functions' pools (known from the generated manifest) that no live worker serves yet.
     const unserved = await unservedPools(pool, request.tenantId, (body.manifest?.functions ?? []).map((f) => `${service}:${f.pool}`), leaseMs)
     return reply.status(d.created ? 201 : 200).send({
-      service, version: d.bundle.version, created: d.created, reevaluating: d.reevaluating,
+      service, version: d.bundle.version, created: d.created, reevaluating: d.reevaluating, changes: d.changes, reprocessing: d.reprocessing,
       workflows: d.manifest.workflows.map((w) => ({ name: w.name, rules: w.rules.map((r) => ({ name: r.name, fingerprint: r.fingerprint })) })),
       unservedPools: unserved,
     })
+  })
+
+  // An older version's rules made active again: a deploy of its code and manifest (praxis rollback).
+  app.post('/v1/services/:service/rollback', async (request, reply) => {
+    const { service } = parse(ServiceParams, request.params, 'params')
+    const { version } = parse(RollbackBody, request.body ?? {}, 'body')
+    const dryRun = parse(DryRunQuery, request.query, 'query').dryRun
+    const r = await rollbackService(pool, bundles, request.tenantId, service, version, { dryRun })
+    if ('preview' in r) return { ...r.preview, from: r.from }
+    const d = r.deployment
+    return reply.status(d.created ? 201 : 200).send({ service, version: d.bundle.version, from: r.from, created: d.created, reevaluating: d.reevaluating, changes: d.changes, reprocessing: d.reprocessing })
+  })
+
+  // Always on: a deploy's background walk over old work, its progress (praxis deploy --wait).
+  app.get('/v1/services/:service/reprocessing', async (request) => {
+    const { service } = parse(ServiceParams, request.params, 'params')
+    return { runs: await listReprocessing(pool, request.tenantId, service) }
+  })
+  app.get('/v1/services/:service/reprocessing/:run', async (request) => {
+    const { service, run } = parse(RunParams, request.params, 'params')
+    const progress = await reprocessingProgress(pool, request.tenantId, service, run)
+    if (!progress) throw new PraxisError('PRX_RUN_NOT_FOUND', `service ${service} has no reprocessing run ${run} in your tenant: list them with GET /v1/services/${service}/reprocessing`)
+    return progress
   })
 
   // The active version's manifest: what `praxis codegen --from <server> --service <name>` reads.

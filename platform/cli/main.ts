@@ -22,6 +22,7 @@ import { loadService } from '../pools/index.js'
 import { ApiError, apiClient, resolveApiKey } from './client.js'
 import { runDev } from './dev.js'
 import { runPools, wholeFlag } from './pools.js'
+import { followRun, printChanges, printPreview } from './deploys.js'
 import { follow } from './progress.js'
 import { runWorker } from './worker.js'
 
@@ -34,7 +35,13 @@ const USAGE = `usage:
   praxis pools <service-dir…> --tenant ID [--min N] [--max N] [--idle-ms MS]
                                                  keep min..max (default 1..4) warm workers per function pool, scaled up on
                                                  queue depth and age, down when idle, restarted when they die
-  praxis deploy <service-dir> [--server URL]     build and deploy a service's rules bundle
+  praxis deploy <service-dir> [--dry-run] [--wait] [--server URL]
+                                                 build and deploy a service's rules bundle; running work reaches the added and
+                                                 changed rules in the background (--wait: a progress bar until done);
+                                                 --dry-run: the rules added, changed and removed, and the instances each would
+                                                 fire on now, changing nothing
+  praxis rollback <service> [version] [--dry-run] [--wait]
+                                                 make an older version's rules active again (default: the one before), as a deploy
   praxis codegen [service-dir…] [--check]       write each service's generated/ folder (stubs, workflow refs, API client, manifest);
                                                  --check writes nothing and fails naming every stale file
   praxis codegen <service-dir> --from URL --service NAME   layer another deployed service (typed stubs, refs, client)
@@ -62,6 +69,7 @@ async function main(argv: string[]): Promise<number> {
     options: {
       input: { type: 'string' },
       wait: { type: 'boolean', default: false },
+      'dry-run': { type: 'boolean', default: false },
       'idempotency-key': { type: 'string' },
       server: { type: 'string' },
       'api-key': { type: 'string' },
@@ -116,9 +124,34 @@ async function main(argv: string[]): Promise<number> {
       if (stale.length > 0) throw new CodegenError('PRX_CODEGEN_STALE', `generated code of ${service.name} is stale (${stale.join(', ')}): run \`praxis codegen ${dir}\`, then deploy`)
       const { code } = await buildBundle(dir)
       const manifest = await readGeneratedManifest(dir)
-      const deployed = await (await api()).request('POST', `/v1/services/${service.name}/deployments`, { code, ...(manifest ? { manifest } : {}) })
-      out(`${deployed.created ? 'deployed' : 'unchanged'}: ${service.name} version ${deployed.version} (${deployed.workflows.map((w: { name: string }) => w.name).join(', ')}); re-evaluating ${deployed.reevaluating} running instances`)
+      const client = await api()
+      if (values['dry-run']) {
+        const preview = await client.request('POST', `/v1/services/${service.name}/deployments?dryRun=true`, { code, ...(manifest ? { manifest } : {}) })
+        printPreview(preview, out)
+        return 0
+      }
+      const deployed = await client.request('POST', `/v1/services/${service.name}/deployments`, { code, ...(manifest ? { manifest } : {}) })
+      out(`${deployed.created ? 'deployed' : 'unchanged'}: ${service.name} version ${deployed.version} (${deployed.workflows.map((w: { name: string }) => w.name).join(', ')})`)
+      printChanges(deployed.changes ?? [], out)
       if (deployed.unservedPools?.length) out(`note: no worker serves pool ${deployed.unservedPools.join(', ')} yet, so calls of its functions wait: run \`praxis worker ${dir} --tenant <tenant>\` (or \`praxis pools ${dir} --tenant <tenant>\`, or \`praxis dev ${dir}\`)`)
+      if (deployed.reprocessing) return followRun(client, service.name, deployed.reprocessing, out, { wait: values.wait, timeoutMs: Number(values['timeout-ms']) })
+      return 0
+    }
+    case 'rollback': {
+      const service = positionals[0]
+      if (!service) throw new Error('praxis rollback needs a service name, e.g. praxis rollback video-encoding (the version before the active one) or praxis rollback video-encoding 3')
+      const version = positionals[1] === undefined ? undefined : Number(positionals[1])
+      if (version !== undefined && !(Number.isInteger(version) && version > 0)) throw new Error(`praxis rollback: version ${positionals[1]} is not a version number (see GET /v1/services/${service}/deployments)`)
+      const client = await api()
+      const body = version === undefined ? {} : { version }
+      if (values['dry-run']) {
+        printPreview(await client.request('POST', `/v1/services/${service}/rollback?dryRun=true`, body), out)
+        return 0
+      }
+      const rolled = await client.request('POST', `/v1/services/${service}/rollback`, body)
+      out(`rolled back: ${service} version ${rolled.version} is active, with the rules of version ${rolled.from}`)
+      printChanges(rolled.changes ?? [], out)
+      if (rolled.reprocessing) return followRun(client, service, rolled.reprocessing, out, { wait: values.wait, timeoutMs: Number(values['timeout-ms']) })
       return 0
     }
     case 'codegen': {

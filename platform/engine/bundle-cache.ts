@@ -8,7 +8,7 @@ import { ManifestFunction } from '../../sdk/manifest.js'
 import { DEFAULT_LIMITS, type Limits } from '../config.js'
 import { PraxisError } from '../errors.js'
 import { getBundleCode, getServiceCatalog } from '../store/index.js'
-import { describeBundle, sandboxCode, sha256, type LoadedBundle } from './bundle.js'
+import { describeBundle, sandboxCode, sha256, storedFingerprints, type LoadedBundle, type RuleFingerprints } from './bundle.js'
 import { answerLimit, type CatalogLookup, type ServiceCatalog } from './checks.js'
 import { IsolateSandbox } from './isolate-sandbox.js'
 import type { RuleSandbox } from './sandbox.js'
@@ -43,19 +43,23 @@ export class BundleCache {
     }
     const row = await getBundleCode(client, tenantId, bundleId)
     if (!row) throw new PraxisError('PRX_BUNDLE_INVALID', `bundle ${bundleId} of tenant ${tenantId} does not exist`)
-    const loaded = await this.load(tenantId, row.service, row.code, row.code_hash)
+    // With the fingerprints it was deployed with (its manifest's, computed from the source).
+    const loaded = await this.load(tenantId, row.service, row.code, row.code_hash, storedFingerprints(row.manifest))
     this.#entries.set(key, loaded)
     if (this.#entries.size > this.limits.sandboxCapacity * 4) this.#entries.delete(this.#entries.keys().next().value!)
     return loaded
   }
 
-  /** Loads `code` into the tenant's isolate for it (deploy-time validation does this too). */
-  async load(tenantId: string, service: string, code: string, codeHash = sha256(code)): Promise<LoadedBundle> {
+  /**
+   * Loads `code` into the tenant's isolate for it (deploy-time validation does this too), its rules
+   * fingerprinted by `fingerprints` (a stored bundle's), else from the bundled code.
+   */
+  async load(tenantId: string, service: string, code: string, codeHash = sha256(code), fingerprints: RuleFingerprints | null = null): Promise<LoadedBundle> {
     const sandbox = sandboxCode(tenantId, service, code, codeHash, { maxFactsBytes: this.limits.maxFactsBytes, maxInputBytes: this.limits.maxInputBytes, maxAnswer: answerLimit(this.limits) }, (described) => {
       this.#described.delete(sandbox.key)
       this.#described.set(sandbox.key, described)
       if (this.#described.size > this.limits.sandboxCapacity * 4) this.#described.delete(this.#described.keys().next().value!)
-    })
+    }, fingerprints)
     await this.sandbox.load(sandbox)
     let described = this.#described.get(sandbox.key)
     if (!described) {

@@ -4,7 +4,8 @@
  *
  * - A rule fires when its match *becomes* true (edge-triggered): `ruleState[fingerprint]` keeps
  *   the last known truth; a rule whose fingerprint the instance has never seen counts as newly
- *   true when its match holds (always on).
+ *   true when its match holds (always on). A truth recorded under one of the rule's `aliases`
+ *   (fingerprints it had before) counts as its own.
  * - Among rules waiting to fire, the highest priority fires first (ties: declaration order);
  *   after each firing only the rules reading a changed path are evaluated again, so a firing can
  *   disable a waiting rule. A write that changes no value changes nothing.
@@ -63,7 +64,8 @@ export async function chain(run: SectionRunner, workflow: LoadedWorkflow, input:
   const calls: RecordedCall[] = []
   const ruleState: Record<string, boolean> = {}
   for (const rule of workflow.rules) {
-    const known = input.ruleState[rule.fingerprint]
+    let known = input.ruleState[rule.fingerprint]
+    for (const alias of rule.aliases ?? []) known ??= input.ruleState[alias]
     if (known !== undefined) ruleState[rule.fingerprint] = known
   }
   let facts = input.facts

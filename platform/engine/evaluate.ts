@@ -318,19 +318,27 @@ export class Evaluator {
         } else handlers.push(handler)
       }
     }
-    const running = instance.status === 'running'
     if (!workflow) failure ??= { message: `workflow ${instance.workflow} is not in the active bundle of service ${instance.service}: deploy a bundle that has it, or cancel the instance`, details: { code: 'PRX_WORKFLOW_NOT_FOUND' } }
-    const result = running && workflow && !failure
+    // Reopening (always on for finished work): a deploy's event on a completed instance of a
+    // workflow that opts in chains under the new rules; if one fires, the instance runs again.
+    const reopening = instance.status === 'completed' && workflow?.reopen === true && !failure && instance.pending.some((e) => e.kind === 'redeploy')
+    let result = (instance.status === 'running' || reopening) && workflow && !failure
       ? await this.#chain(client, instance, bundle, handlers, results.length > 0)
       : null
+    // Nothing fired on the completed instance: it stays as it was (the deploy is noted).
+    if (reopening && result && result.firings === 0) result = null
+    const reopened = reopening && result !== null
+    const running = instance.status === 'running' || reopened
+    if (reopened) timeline.push({ kind: 'instance.reopened', data: { reason: 'a deployed rule that was added or changed matches the completed instance (the workflow reopens completed instances)' } })
     if (result) timeline.push(...result.timeline)
+    else if (reopening) timeline.push(...handlers.map((h) => h.timeline!).filter(Boolean))
     else {
       timeline.push(...handlers.map((h) => h.timeline!).filter(Boolean))
       if (running && failure) timeline.push({ kind: 'instance.failed', data: { error: failure } })
       else if (!running) timeline.push({ kind: 'event.ignored', data: { reason: `instance is ${instance.status}` } })
     }
     const outcome = result?.outcome ?? (running && failure ? { status: 'failed' as const, error: failure } : null)
-    const status = outcome?.status ?? instance.status
+    const status = outcome?.status ?? (reopened ? 'running' : instance.status)
     if (!outcome && result?.calls.length) await ensureTasks(this.pool, instance.tenant_id, result.calls.map((c) => c.pool), this.#knownTasks)
     const write = await writeEvaluation(client, {
       tenantId: instance.tenant_id,
@@ -341,9 +349,12 @@ export class Evaluator {
       ruleState: result?.ruleState ?? instance.rule_state,
       result: outcome?.status === 'completed' ? outcome.result : null,
       error: outcome?.status === 'failed' ? outcome.error : null,
+      // An ended instance that stays ended keeps its result or error (an event it ignores).
+      keepOutcome: !outcome && status !== 'running' && status !== 'paused',
       timeline: timeline.map((t) => ({ kind: t.kind, rule: t.rule ?? null, data: t.data })),
       calls: outcome ? [] : (result?.calls ?? []).map((c) => ({ rule: c.rule, function: c.function, pool: c.pool, input: c.input, key: c.key, priority: c.priority, retry: c.retry, timeoutMs: c.timeoutMs, fairnessKey: c.fairnessKey ?? null, batch: c.batch ?? null, canWaitMs: c.canWaitMs ?? null })),
       consumedEventIds: instance.pending.map((e) => e.id),
+      reprocessed: instance.pending.filter((e) => e.kind === 'redeploy' && Number.isSafeInteger(e.payload.r)).map((e) => ({ id: e.payload.r!, fired: result?.firings ?? 0, failed: status === 'failed' })),
       ended: status !== 'running' && status !== 'paused',
     }, guard)
     if (typeof write === 'string') return write

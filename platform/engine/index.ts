@@ -8,4 +8,5 @@ export { SandboxError, type RuleSandbox, type SandboxCode, type SandboxLimits } 
 export { chain, type SectionRunner, type ChainInput, type ChainResult, type HandlerRun, type TimelineDraft } from './chain.js'
 export { ConditionEvaluator } from './conditions.js'
 export { Evaluator, type EvaluationSummary, type InvocationResult } from './evaluate.js'
-export { deployBundle, type Deployment } from './deploy.js'
+export { deployBundle, previewDeploy, rollbackService, type Deployment, type DeployPreview } from './deploy.js'
+export { countReach, ruleChanges, runFilter, walkReprocessing, REPROCESS_BATCH, type RuleReach, type WorkflowChanges } from './reprocess.js'

@@ -13,6 +13,12 @@ export interface LoadedRule {
   order: number
   condition: Condition
   fingerprint: string
+  /**
+   * Fingerprints the same rule had before (a bundle-derived one, when its service moved to
+   * fingerprints from the source with the rule unchanged): an instance's rule state recorded
+   * under one of them still counts, so the rule does not fire again.
+   */
+  aliases?: string[]
   /** Fact paths the match reads. */
   paths: string[]
   hasReaction: boolean
@@ -25,11 +31,14 @@ export interface WorkflowSpec {
   maxFirings: number
   signals: string[]
   rules: LoadedRule[]
+  /** A deploy's added or changed rules reopen completed instances (sdk/workflow.ts `reopen`). */
+  reopen?: boolean
 }
 
 export interface LoadedWorkflow {
   name: string
   maxFirings: number
+  reopen: boolean
   signals: Set<string>
   rules: LoadedRule[]
   byName: Map<string, LoadedRule>
@@ -45,10 +54,10 @@ export function indexWorkflow(spec: WorkflowSpec): LoadedWorkflow {
       index.set(top, [...(index.get(top) ?? []), rule])
     }
   }
-  return { name: spec.name, maxFirings: spec.maxFirings, signals: new Set(spec.signals), rules: spec.rules, byName: new Map(spec.rules.map((r) => [r.name, r])), index }
+  return { name: spec.name, maxFirings: spec.maxFirings, reopen: spec.reopen === true, signals: new Set(spec.signals), rules: spec.rules, byName: new Map(spec.rules.map((r) => [r.name, r])), index }
 }
 
 /** The JSON form of a loaded workflow, to send into an isolate. */
 export function workflowSpec(workflow: LoadedWorkflow): WorkflowSpec {
-  return { name: workflow.name, maxFirings: workflow.maxFirings, signals: [...workflow.signals], rules: workflow.rules }
+  return { name: workflow.name, maxFirings: workflow.maxFirings, signals: [...workflow.signals], rules: workflow.rules, reopen: workflow.reopen }
 }

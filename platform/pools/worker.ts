@@ -10,10 +10,10 @@ import type pg from 'pg'
 import type { Logger } from 'pino'
 import { CHILD_POOL, qualifiedPool, type FunctionDefinition } from '../../sdk/index.js'
 import type { Limits, RetentionSettings } from '../config.js'
-import { BundleCache, Evaluator } from '../engine/index.js'
+import { BundleCache, Evaluator, walkReprocessing } from '../engine/index.js'
 import {
   advanceClock, checkQueueSchema, completeJob, dueTask, enqueueDue, evaluateTask, failJobForGood, forceUnlock, invokeTask, isVirtual,
-  parseDuePayload, parseInvocationJob, parseInvocations, parsePayload, promoteJob, requeueWhenDue, backoffDelay, releaseJob, releaseStrayJobs, type EagerJob,
+  parseDuePayload, parseInvocationJob, parseInvocations, parsePayload, promoteJob, reprocessTask, requeueWhenDue, backoffDelay, releaseJob, releaseStrayJobs, type EagerJob,
 } from '../queue/index.js'
 import { purgeTenant, quietLogger, retentionCronItems, retentionSettings, retentionTask, type InvocationJob } from '../store/index.js'
 import { Caps, checkCaps, type CapsOptions } from './caps.js'
@@ -248,6 +248,14 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       if (invocation.tenant_id !== tenantId) return refuse(helpers.job, invocation.tenant_id)
       started(helpers.job.run_at)
       stats[await startChild(deps, invocation, runningJob(helpers.job), helpers.job.attempts >= helpers.job.max_attempts)]++
+    }
+    // A deploy's walk over old work (always on): batches until its run is done or superseded;
+    // stopping between batches leaves the job to be retried, resuming at the run's cursor.
+    taskList[reprocessTask(tenantId)] = async (payload, helpers) => {
+      const { t, i } = parsePayload(payload)
+      if (t !== tenantId) return refuse(helpers.job, t)
+      const batches = await walkReprocessing(options.pool, t, i, { shouldStop: () => stopping || helpers.abortSignal.aborted })
+      log.info({ reprocessing: i, batches }, 'reprocessing run walked')
     }
     taskList[evaluateTask(tenantId)] = async (payload, helpers) => {
       const { t, i } = parsePayload(payload)

@@ -1,7 +1,7 @@
 /** The instance inbox's jobs: an event appended with the evaluate job that wakes its instance. */
 import type pg from 'pg'
 import type { Json } from '../../sdk/index.js'
-import { addEvaluateJobSql, evaluateJobSpecSql } from './jobs.js'
+import { addEvaluateJobSql } from './jobs.js'
 
 type Queryable = Pick<pg.PoolClient, 'query'>
 
@@ -44,30 +44,4 @@ export async function appendEvents(client: Queryable, tenantId: string, instance
     select (select ${addEvaluateJobSql('$1::text', '$2::uuid')}) is not null as queued where exists (select 1 from ev)`,
     values: [tenantId, instanceId, JSON.stringify(events)],
   })
-}
-
-/**
- * After a deploy, gives every running instance of the service a `redeploy` event and an evaluate
- * job, in keyset batches, so changed and added rules reach old work (always on). Returns the count.
- */
-export async function queueRedeploy(client: Queryable, tenantId: string, service: string, version: number, onBatch?: (done: number) => void): Promise<number> {
-  let after = '00000000-0000-0000-0000-000000000000'
-  let total = 0
-  for (;;) {
-    const { rows } = await client.query<{ n: number; last: string | null }>(
-      `with batch as (
-         select id from praxis.instances where tenant_id = $1 and service = $2 and status = 'running' and id > $3::uuid order by id limit 1000),
-       ev as (
-         insert into praxis.events (tenant_id, instance_id, kind, payload) select $1, id, 'redeploy', jsonb_build_object('version', $4::int) from batch returning instance_id),
-       jobs as (
-         select count(*) from graphile_worker.add_jobs(array(select ${evaluateJobSpecSql('$1::text', 'instance_id')} from ev))
-         where exists (select 1 from ev))
-       select (select count(*) from ev)::int as n, (select max(id::text) from batch) as last, (select count(*) from jobs) as j`,
-      [tenantId, service, after, version])
-    const { n, last } = rows[0]!
-    total += n
-    if (!last || n === 0) return total
-    onBatch?.(total)
-    after = last
-  }
 }

@@ -8,6 +8,7 @@ export * from './jobs.js'
 export * from './step.js'
 export * from './inbox.js'
 export * from './retry.js'
+export * from './reprocess.js'
 export * from './depth.js'
 export * from './metrics.js'
 export { statement, type Statement, type Part, type Params, type ParamTypes } from './statement.js'
@@ -22,7 +23,7 @@ import type { InvocationJob } from '../store/index.js'
  * `evaluateTask(tenantId)` is `praxis.evaluate.<tenantId>`, consuming an instance's inbox, payload
  * `{ t: tenantId, i: instanceId }` (not keyed: see store/events.ts).
  */
-export { dueTask, evaluateTask, invokeTask } from '../store/index.js'
+export { dueTask, evaluateTask, invokeTask, reprocessTask } from '../store/index.js'
 
 export interface JobPayload { t: string; i: string }
 

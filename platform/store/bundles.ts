@@ -6,23 +6,30 @@ type Queryable = Pick<pg.PoolClient, 'query'>
 export interface BundleRow { id: string; service: string; version: number; code_hash: string; manifest: unknown; created_at: string }
 
 /**
- * Stores a bundle as the next version of its service and makes it active. Deploying the code the
- * active bundle already has is a no-op that returns the active bundle.
+ * Locks the service's row (creating it) for a deploy, in the caller's transaction, and returns its
+ * active bundle (null when it has none yet).
  */
-export async function insertBundle(client: Queryable, b: { tenantId: string; service: string; code: string; codeHash: string; manifest: unknown; generated?: string | null }): Promise<{ bundle: BundleRow; created: boolean }> {
-  await client.query('insert into praxis.services (tenant_id, name) values ($1, $2) on conflict do nothing', [b.tenantId, b.service])
-  const { rows: [service] } = await client.query<{ active_bundle_id: string | null }>('select active_bundle_id::text from praxis.services where tenant_id = $1 and name = $2 for update', [b.tenantId, b.service])
-  if (service?.active_bundle_id) {
-    const active = await getBundle(client, b.tenantId, service.active_bundle_id)
-    if (active && active.code_hash === b.codeHash) {
-      // Same rules; the functions codegen read may still have changed (ones no rule calls yet).
-      if (b.generated !== undefined) {
-        await client.query('update praxis.bundles set manifest = $3, generated_manifest = $4 where tenant_id = $1 and id = $2 and generated_manifest is distinct from $4',
-          [b.tenantId, active.id, JSON.stringify(b.manifest), b.generated])
-        active.manifest = b.manifest
-      }
-      return { bundle: active, created: false }
+export async function lockService(client: Queryable, tenantId: string, service: string): Promise<BundleRow | null> {
+  await client.query('insert into praxis.services (tenant_id, name) values ($1, $2) on conflict do nothing', [tenantId, service])
+  const { rows: [row] } = await client.query<{ active_bundle_id: string | null }>('select active_bundle_id::text from praxis.services where tenant_id = $1 and name = $2 for update', [tenantId, service])
+  return row?.active_bundle_id ? getBundle(client, tenantId, row.active_bundle_id) : null
+}
+
+/**
+ * Stores a bundle as the next version of its service and makes it active. Deploying the code the
+ * active bundle already has, with the same rules (`sameRules`, by default always), is a no-op
+ * that returns the active bundle: a bundle row never changes what its rules are.
+ */
+export async function insertBundle(client: Queryable, b: { tenantId: string; service: string; code: string; codeHash: string; manifest: unknown; generated?: string | null; sameRules?: (active: BundleRow) => boolean }): Promise<{ bundle: BundleRow; created: boolean }> {
+  const active = await lockService(client, b.tenantId, b.service)
+  if (active && active.code_hash === b.codeHash && (b.sameRules?.(active) ?? true)) {
+    // Same rules; the functions codegen read may still have changed (ones no rule calls yet).
+    if (b.generated !== undefined) {
+      await client.query('update praxis.bundles set manifest = $3, generated_manifest = $4 where tenant_id = $1 and id = $2 and generated_manifest is distinct from $4',
+        [b.tenantId, active.id, JSON.stringify(b.manifest), b.generated])
+      active.manifest = b.manifest
     }
+    return { bundle: active, created: false }
   }
   const { rows: [bundle] } = await client.query<BundleRow>(
     `insert into praxis.bundles (tenant_id, service, version, code, code_hash, manifest, generated_manifest)
@@ -39,8 +46,8 @@ export async function getBundle(client: Queryable, tenantId: string, id: string)
   return rows[0] ?? null
 }
 
-export async function getBundleCode(client: Queryable, tenantId: string, id: string): Promise<{ service: string; code: string; code_hash: string } | null> {
-  const { rows } = await client.query<{ service: string; code: string; code_hash: string }>('select service, code, code_hash from praxis.bundles where tenant_id = $1 and id = $2', [tenantId, id])
+export async function getBundleCode(client: Queryable, tenantId: string, id: string): Promise<{ service: string; code: string; code_hash: string; manifest: unknown } | null> {
+  const { rows } = await client.query<{ service: string; code: string; code_hash: string; manifest: unknown }>('select service, code, code_hash, manifest from praxis.bundles where tenant_id = $1 and id = $2', [tenantId, id])
   return rows[0] ?? null
 }
 
@@ -67,6 +74,14 @@ export async function getActiveBundle(client: Queryable, tenantId: string, servi
     `select b.id::text, b.service, b.version, b.code_hash, b.manifest, b.generated_manifest, b.created_at
      from praxis.services s join praxis.bundles b on b.tenant_id = s.tenant_id and b.id = s.active_bundle_id
      where s.tenant_id = $1 and s.name = $2`, [tenantId, service])
+  return rows[0] ?? null
+}
+
+/** One version of a service's bundle, with its code and the manifest codegen wrote (a rollback's source). */
+export async function getBundleByVersion(client: Queryable, tenantId: string, service: string, version: number): Promise<(BundleRow & { code: string; generated_manifest: string | null }) | null> {
+  const { rows } = await client.query<BundleRow & { code: string; generated_manifest: string | null }>(
+    `select id::text, service, version, code, code_hash, manifest, generated_manifest, created_at from praxis.bundles where tenant_id = $1 and service = $2 and version = $3`,
+    [tenantId, service, version])
   return rows[0] ?? null
 }
 

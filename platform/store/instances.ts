@@ -21,7 +21,7 @@ export interface LockedInstance {
 }
 
 /** An event an evaluation will consume; `at` is when it was appended (ms since the epoch). */
-export interface PendingEvent { id: string; kind: 'signal' | 'result' | 'failure' | 'redeploy'; payload: { name?: string; payload?: Json; invocationId?: string; version?: number }; at?: number }
+export interface PendingEvent { id: string; kind: 'signal' | 'result' | 'failure' | 'redeploy'; payload: { name?: string; payload?: Json; invocationId?: string; version?: number; r?: number }; at?: number }
 
 const PENDING_SQL = `select coalesce(jsonb_agg(jsonb_build_object('id', e.id::text, 'kind', e.kind, 'payload', e.payload, 'at', floor(extract(epoch from e.created_at) * 1000)) order by e.id), '[]') as pending
   from praxis.events e where e.tenant_id = $1 and e.instance_id = $2 and e.consumed_at is null`
@@ -107,6 +107,8 @@ export interface EvaluationWrite {
   ruleState: Record<string, boolean>
   result: Json | null
   error: Json | null
+  /** Keep the stored result and error (an ended instance that stays ended), instead of writing these. */
+  keepOutcome?: boolean
   timeline: { kind: string; rule: string | null; data: unknown }[]
   /**
    * New invocations. `batch` numbers the micro-batch a call is queued in (calls of one number share
@@ -114,6 +116,8 @@ export interface EvaluationWrite {
    */
   calls: { rule: string; function: string; pool: string; input: Json; key: string | null; priority: number; retry: unknown; timeoutMs: number; fairnessKey: string | null; batch: number | null; canWaitMs: number | null }[]
   consumedEventIds: string[]
+  /** The reprocessing runs whose redeploy events this evaluation consumed, and what it did (their progress). */
+  reprocessed?: { id: number; fired: number; failed: boolean }[]
   /** Whether the instance ends with this write (wakes long-polling readers). */
   ended: boolean
 }
@@ -132,6 +136,8 @@ export const STEP_PARAMS = {
   calls: 'jsonb',
   consumed: 'bigint[]',
   ended: 'boolean',
+  reprocessed: 'jsonb',
+  keepOutcome: 'boolean',
   // The optimistic fused step's guard (both null on a locked instance): the revision the evaluation
   // read, and the invocation results it records (one, or a micro-batch's: [{ id, status, output,
   // failure, attempts }]).
@@ -146,7 +152,7 @@ export function stepValues(w: EvaluationWrite, guard?: { expectedRevision: numbe
   return {
     tenant: w.tenantId, instance: w.instanceId, facts: JSON.stringify(w.facts), ruleState: JSON.stringify(w.ruleState), status: w.status,
     result: JSON.stringify(w.result), error: JSON.stringify(w.error), bundle: w.bundleId, timeline: JSON.stringify(w.timeline), calls: JSON.stringify(w.calls),
-    consumed: w.consumedEventIds, ended: w.ended,
+    consumed: w.consumedEventIds, ended: w.ended, reprocessed: w.reprocessed?.length ? JSON.stringify(w.reprocessed) : null, keepOutcome: w.keepOutcome === true,
     expectedRevision: guard?.expectedRevision ?? null,
     results: guard ? JSON.stringify(resultRows(guard.results)) : null,
   }
@@ -173,6 +179,7 @@ function resultRows(results: readonly { invocationId: string; result: FinishedRe
  *   tl         timeline entries
  *   inv        new invocations (deduplicated by call key); `flow` is the fair-share flow of each
  *   ev         consumed events
+ *   rp         what this evaluation did for the reprocessing runs whose events it consumed
  *   ended      NOTIFY for long-polling readers when the instance ends
  *   parent_fin a child that ends finishes its parent's invocation …
  *   parent_ev  … and queues the parent's evaluation (its job: platform/queue)
@@ -185,7 +192,8 @@ export const STEP_PARTS: readonly (readonly [string, (p: StepParams) => string])
   ['lk', (p) => `
   select 1 from praxis.instances where ${p.expectedRevision} is not null and tenant_id = ${p.tenant} and id = ${p.instance} for no key update nowait`],
   ['inst', (p) => `
-  update praxis.instances set facts = ${p.facts}, rule_state = ${p.ruleState}, status = ${p.status}, result = ${p.result}, error = ${p.error},
+  update praxis.instances set facts = ${p.facts}, rule_state = ${p.ruleState}, status = ${p.status},
+    result = case when ${p.keepOutcome} then result else ${p.result} end, error = case when ${p.keepOutcome} then error else ${p.error} end,
     bundle_id = ${p.bundle}, revision = revision + 1, updated_at = now()
   where tenant_id = ${p.tenant} and id = ${p.instance}
     and (${p.expectedRevision} is null or (revision = ${p.expectedRevision} and exists (select 1 from lk)
@@ -205,6 +213,10 @@ export const STEP_PARTS: readonly (readonly [string, (p: StepParams) => string])
   returning id, rule, function, pool, input, call_key, priority, retry, timeout_ms, (select service from inst) || coalesce('/' || fairness_key, '') as flow, batch_no, defer_until`],
   ['ev', (p) => `
   update praxis.events set consumed_at = now() where tenant_id = ${p.tenant} and id = any(${p.consumed}) and consumed_at is null and exists (select 1 from inst) returning id`],
+  ['rp', (p) => `
+  insert into praxis.reprocessed (tenant_id, reprocessing_id, instance_id, fired, failed)
+  select ${p.tenant}, r.id, ${p.instance}, r.fired, r.failed from inst, jsonb_to_recordset(coalesce(${p.reprocessed}, '[]')) as r(id bigint, fired int, failed boolean)
+  on conflict do nothing returning 1`],
   ['ended', (p) => `
   select pg_notify('praxis_instance_ended', ${p.tenant} || ':' || ${p.instance}) from inst where ${p.ended}`],
   ['parent_fin', (p) => `

@@ -8,6 +8,7 @@
  *   praxis.evaluate.<tenantId>         an evaluation of one of the tenant's instances
  *   praxis.retention.<tenantId>        the tenant's retention purge (a cron job: store/retention.ts)
  *   praxis.due.<tenantId>              a retry come due: adds the invocation's job at its fair place
+ *   praxis.reprocess.<tenantId>        a deploy's walk over old work (queue/reprocess.ts)
  *
  * A tenant id has no `.` (see QUEUE_TENANT), so the tenant part of an identifier is unambiguous.
  * The SQL composes the tenant part from the instance's own tenant (a column or the parameter the
@@ -24,6 +25,7 @@ const INVOKE = 'praxis.invoke.'
 const EVALUATE = 'praxis.evaluate.'
 const RETENTION = 'praxis.retention.'
 const DUE = 'praxis.due.'
+const REPROCESS = 'praxis.reprocess.'
 
 function checkTenant(tenantId: string): string {
   if (typeof tenantId !== 'string' || !QUEUE_TENANT.test(tenantId)) throw new Error(`tenant id ${JSON.stringify(tenantId)} is invalid: lower-case letters, digits, "-" and "_"`)
@@ -39,8 +41,11 @@ export const evaluateTask = (tenantId: string): string => `${EVALUATE}${checkTen
 /** Task of a delayed invocation (a retry) come due: `praxis.due.<tenantId>`. */
 export const dueTask = (tenantId: string): string => `${DUE}${checkTenant(tenantId)}`
 
+/** Task of a deploy's walk over the tenant's old work: `praxis.reprocess.<tenantId>`. */
+export const reprocessTask = (tenantId: string): string => `${REPROCESS}${checkTenant(tenantId)}`
+
 /** A tenant-scoped praxis task: the invoke queue of a pool, or one of the tenant's own queues. */
-export type ParsedTask = { kind: 'invoke'; tenantId: string; pool: string } | { kind: 'evaluate' | 'due' | 'retention'; tenantId: string; pool: null }
+export type ParsedTask = { kind: 'invoke'; tenantId: string; pool: string } | { kind: 'evaluate' | 'due' | 'retention' | 'reprocess'; tenantId: string; pool: null }
 
 /**
  * The kind, tenant and pool a task identifier names, or null when it is not a tenant-scoped praxis
@@ -56,7 +61,7 @@ export function parseTask(identifier: string): ParsedTask | null {
     const pool = rest.slice(dot + 1)
     return dot > 0 && QUEUE_TENANT.test(tenantId) && pool.length > 0 ? { kind: 'invoke', tenantId, pool } : null
   }
-  for (const [prefix, kind] of [[EVALUATE, 'evaluate'], [DUE, 'due'], [RETENTION, 'retention']] as const) {
+  for (const [prefix, kind] of [[EVALUATE, 'evaluate'], [DUE, 'due'], [RETENTION, 'retention'], [REPROCESS, 'reprocess']] as const) {
     if (!identifier.startsWith(prefix)) continue
     const tenantId = identifier.slice(prefix.length)
     return QUEUE_TENANT.test(tenantId) ? { kind, tenantId, pool: null } : null
@@ -71,3 +76,4 @@ export const retentionTask = (tenantId: string): string => `${RETENTION}${checkT
 export const invokeTaskSql = (tenant: string, pool: string): string => `('${INVOKE}' || ${tenant} || '.' || ${pool})`
 export const evaluateTaskSql = (tenant: string): string => `('${EVALUATE}' || ${tenant})`
 export const dueTaskSql = (tenant: string): string => `('${DUE}' || ${tenant})`
+export const reprocessTaskSql = (tenant: string): string => `('${REPROCESS}' || ${tenant})`
