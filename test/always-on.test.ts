@@ -6,6 +6,7 @@
  * going; a rollback is a deploy of an older version's rules, previewed and reached the same way.
  * On main the whole walk ran inside the deploy request, over every running instance of the service.
  */
+import { spawn } from 'node:child_process'
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -243,6 +244,37 @@ describe('always-on deploys', () => {
     }
     const runs = (await p.request('GET', `/v1/services/${SERVICE}/reprocessing`, undefined, apiKey)).body.runs
     expect(runs.map((r: { status: string }) => r.status)).toEqual(['done', 'superseded', 'done'])
+  })
+
+  it('are previewed, followed with a progress bar and rolled back from the CLI', async () => {
+    const { apiKey } = await import('../platform/store/index.js').then((m) => m.ensureTenant(p.db.pool, 'clier'))
+    const dir = await copy()
+    await codegen({ dir })
+    const url = await p.api.listen({ port: 0, host: '127.0.0.1' })
+    const cli = (...args: string[]): Promise<{ code: number | null; out: string }> => new Promise((resolve) => {
+      const child = spawn(process.execPath, ['--no-node-snapshot', 'bin/praxis.js', ...args, '--server', url, '--api-key', apiKey], { stdio: ['ignore', 'pipe', 'pipe'] })
+      let out = ''
+      child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
+      child.stderr!.on('data', (d: Buffer) => { out += d.toString() })
+      child.once('exit', (code) => resolve({ code, out }))
+    })
+    expect((await cli('deploy', dir)).out).toMatch(/deployed: always-on version 1/)
+    await p.startWorker(dir, { tenantId: 'clier' })
+    for (const amount of [30, 70, 130]) await p.request('POST', '/v1/workflows/order/instances', { input: { amount } }, apiKey)
+    await threshold(dir, 50)
+    const dry = await cli('deploy', dir, '--dry-run')
+    expect(dry.code).toBe(0)
+    expect(dry.out).toMatch(/dry run: always-on, now at version 1; nothing was changed/)
+    expect(dry.out).toMatch(/order: changed check/)
+    expect(dry.out).toMatch(/order\.check \(changed\) would fire on 2 running instances now \(matched in SQL\)/)
+    const waited = await cli('deploy', dir, '--wait')
+    expect(waited.code, waited.out).toBe(0)
+    expect(waited.out).toMatch(/deployed: always-on version 2/)
+    expect(waited.out).toMatch(/reaching old work in the background: run \d+ over 3 running instances/)
+    expect(waited.out).toMatch(/\[#+\] 3\/3 walked, 2 queued, 2 evaluated, 2 fired, 0 failed/)
+    expect(waited.out).toMatch(/done: 2 instances fired a new or changed rule, 0 failed/)
+    const back = await cli('rollback', SERVICE, '--dry-run')
+    expect(back.out).toMatch(/order\.check \(changed\) would fire on 1 running instance now/)
   })
 
   it('refuse a bundle that does not load, and leave the active version as it was', async () => {
