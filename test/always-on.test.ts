@@ -173,6 +173,17 @@ describe('always-on deploys', () => {
     expect(kinds.filter((k: string) => k === 'instance.reopened')).toHaveLength(1)
     expect(kinds.filter((k: string) => k === 'instance.completed')).toHaveLength(2)
 
+    // An event a completed instance ignores (here a redeploy that fires nothing) leaves its result:
+    // on main the evaluation wrote result = null over it.
+    const { appendEvent } = await import('../platform/queue/index.js')
+    await appendEvent(p.db.pool, { tenantId: 'reopener', instanceId: big, kind: 'redeploy', payload: { version: 99 } })
+    for (let i = 0; i < 300; i++) {
+      const { rows: [left] } = await p.db.pool.query<{ n: number }>("select count(*)::int as n from praxis.events where tenant_id = 'reopener' and instance_id = $1 and consumed_at is null", [big])
+      if (left!.n === 0) break
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    expect(await view(big)).toMatchObject({ status: 'completed', result: { reviews: 2 } })
+
     // A deploy that changes nothing else reopens nothing again.
     await writeFile(file, (await readFile(file, 'utf8')).replace('f.amount.gt(100)', 'f.amount.gt(99)'))
     const v3 = await deploy()
