@@ -47,10 +47,11 @@ import { benchCodegen } from './codegen.js'
 import { benchSandbox, type Target } from './sandbox.js'
 import { benchRetention } from './retention.js'
 import { benchQueue } from './queue.js'
+import { benchReprocess } from './reprocess.js'
 import { stepTimes } from './fixtures/steps/functions.js'
 
 const json = process.argv.includes('--json')
-const BENCHES = ['steps', 'match', 'sandbox', 'codegen', 'retention', 'queue']
+const BENCHES = ['steps', 'match', 'sandbox', 'codegen', 'retention', 'queue', 'reprocess']
 // `-- --only steps,codegen` runs some of them.
 const onlyArg = process.argv.find((a, i) => process.argv[i - 1] === '--only') ?? BENCHES.join(',')
 const only = new Set(onlyArg.split(','))
@@ -103,6 +104,7 @@ async function main(): Promise<void> {
   if (only.has('codegen')) await benchCodegen(record, progress)
   if (only.has('retention')) await benchRetention(record, progress)
   if (only.has('queue')) await benchQueue(record, progress)
+  if (only.has('reprocess')) await benchReprocess(record, progress)
   if (json) for (const r of rows) process.stdout.write(JSON.stringify(r) + '\n')
   else printTable()
 }

@@ -8,7 +8,7 @@
 import type pg from 'pg'
 import type { Json } from '../../sdk/index.js'
 import type { Condition } from '../../sdk/match.js'
-import { reprocessBatch, runningReprocessing, type RunRules } from '../queue/index.js'
+import { FILTER_FIRST_PARAM, reprocessBatch, runningReprocessing, type RunRules } from '../queue/index.js'
 import { rollback } from '../store/index.js'
 import type { Manifest } from './bundle.js'
 import { ConditionEvaluator } from './conditions.js'
@@ -145,7 +145,7 @@ export const REPROCESS_BATCH = 500
 export async function walkReprocessing(pool: pg.Pool, tenantId: string, id: string, options: { batchSize?: number; shouldStop?: () => boolean; onBatch?: (b: { walked: number; queued: number }) => void } = {}): Promise<number> {
   const run = await runningReprocessing(pool, tenantId, id)
   if (!run) return 0
-  const filter = runFilter(run.rules, 4)
+  const filter = runFilter(run.rules, FILTER_FIRST_PARAM)
   let batches = 0
   for (;;) {
     if (options.shouldStop?.()) throw new Error(`reprocessing run ${id} stopped between batches: it resumes at its cursor`)

@@ -68,28 +68,33 @@ export async function runningReprocessing(client: Queryable, tenantId: string, i
   return rows[0] ?? null
 }
 
+/** The first parameter number of a batch's filter. */
+export const FILTER_FIRST_PARAM = 9
+
 /**
  * One batch of a run, in one transaction: the next `size` running instances of the run's
- * workflows after its cursor; of them, those `filter` (a SQL boolean over `i`, an instance row
- * with `workflow`, `facts` and `rule_state`, its parameters numbered from $4 on) admits get a redeploy event (naming the run) and an evaluate job;
- * the cursor moves past the batch. Returns what it did, and whether the run is over. A run that
+ * workflows after its cursor; of them, those `filter` admits (a SQL boolean over `i`, an instance
+ * row with `workflow`, `facts` and `rule_state`; its parameters numbered from FILTER_FIRST_PARAM)
+ * get a redeploy event (naming the run) and an evaluate job; the cursor moves past the batch. Returns what it did, and whether the run is over. A run that
  * is no longer running (superseded) is left as it is.
  */
 export async function reprocessBatch(client: Queryable, tenantId: string, id: string, size: number, filter: { sql: string; params: unknown[] }): Promise<{ walked: number; queued: number; done: boolean } | null> {
+  // The run first (locked: one walker at a time), so the batch's range scan starts at a known cursor.
+  const { rows: [run] } = await client.query<{ service: string; version: number; cursor: string | null; reopen: string[]; workflows: string[] }>(
+    `select service, version, cursor::text, reopen, array(select jsonb_object_keys(rules)) as workflows from praxis.reprocessing
+     where tenant_id = $1 and id = $2 and status = 'running' for no key update`, [tenantId, id])
+  if (!run) return null
+  const params = [tenantId, id, size, run.service, run.workflows, run.reopen, run.cursor ?? '00000000-0000-0000-0000-000000000000', run.version]
   const { rows } = await client.query<{ walked: number; queued: number; status: string }>(
-    `with r as (
-       select service, version, cursor, reopen, array(select jsonb_object_keys(rules)) as workflows from praxis.reprocessing
-       where tenant_id = $1 and id = $2 and status = 'running' for no key update),
-     batch as (
-       select i.id, i.workflow, i.facts, i.rule_state from praxis.instances i, r
-       where i.tenant_id = $1 and i.service = r.service and i.status in ('running', 'completed') and i.workflow = any(r.workflows)
-         and (i.status = 'running' or i.workflow = any(r.reopen))
-         and i.id > coalesce(r.cursor, '00000000-0000-0000-0000-000000000000'::uuid)
+    `with batch as (
+       select i.id, i.workflow, i.facts, i.rule_state from praxis.instances i
+       where i.tenant_id = $1 and i.service = $4 and i.status in ('running', 'completed') and i.id > $7::uuid
+         and i.workflow = any($5::text[]) and (i.status = 'running' or i.workflow = any($6::text[]))
        order by i.id limit $3),
      pick as (select i.id from batch i where ${filter.sql}),
      ev as (
        insert into praxis.events (tenant_id, instance_id, kind, payload)
-       select $1, pick.id, 'redeploy', jsonb_build_object('version', r.version, 'r', $2::bigint) from pick, r
+       select $1, pick.id, 'redeploy', jsonb_build_object('version', $8::int, 'r', $2::bigint) from pick
        returning instance_id),
      jobs as (
        select count(*) from graphile_worker.add_jobs(array(select ${evaluateJobSpecSql('$1::text', 'instance_id')} from ev))
@@ -99,12 +104,11 @@ export async function reprocessBatch(client: Queryable, tenantId: string, id: st
          walked = walked + (select count(*) from batch), queued = queued + (select count(*) from ev),
          status = case when (select count(*) from batch) < $3 then 'done' else status end,
          finished_at = case when (select count(*) from batch) < $3 then now() end, updated_at = now()
-       where p.tenant_id = $1 and p.id = $2 and exists (select 1 from r)
+       where p.tenant_id = $1 and p.id = $2
        returning status, (select count(*) from jobs) as j)
      select (select count(*) from batch)::int as walked, (select count(*) from ev)::int as queued, (select status from up) as status`,
-    [tenantId, id, size, ...filter.params])
+    [...params, ...filter.params])
   const row = rows[0]!
-  if (row.status === null) return null
   return { walked: row.walked, queued: row.queued, done: row.status === 'done' }
 }
 
