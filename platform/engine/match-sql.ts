@@ -26,7 +26,8 @@
  * - Paths: `readPath` walks own properties. On an array that is the canonical indexes and
  *   `length`; on an object its keys; a scalar has none. `#>` matches for keys and canonical
  *   indexes; a segment like `03`, `-1` or ` 1` is parsed as an index by PostgreSQL, so it is read
- *   only from an object; `length` of an array is its length.
+ *   only from an object; `length` of an array is its length. The empty path is the whole facts
+ *   (json-rules-engine skips the resolver). More than 3 such special segments, `__proto__`: null.
  * - `equal`/`notEqual`: `jsonEqual` (deep, key order ignored; a missing path equals nothing but
  *   another missing path) = jsonb `=`, where numbers compare by value (1 = 1.0, as in JS).
  * - `in`/`notIn`: `list.indexOf(fact)`, i.e. `===`: only a scalar fact can be found.

@@ -12,7 +12,7 @@ import { FILTER_FIRST_PARAM, reprocessBatch, runningReprocessing, type RunRules 
 import { rollback } from '../store/index.js'
 import type { Manifest } from './bundle.js'
 import { ConditionEvaluator } from './conditions.js'
-import { compileMatch } from './match-sql.js'
+import { compileMatch, isUndecidableMatchError } from './match-sql.js'
 import type { LoadedRule } from './workflow.js'
 
 /** What a deploy changes in one workflow's rules. */
@@ -53,7 +53,7 @@ export function ruleChanges(active: ManifestRules | null, next: ManifestRules): 
  * code decides, in the sandbox) and the instance has not already seen it true under this
  * fingerprint (a rollback to rules an instance has seen fires nothing).
  */
-export function runFilter(rules: RunRules, firstParam: number): { sql: string; params: unknown[] } {
+export function runFilter(rules: RunRules, firstParam: number, options: { matches?: boolean } = {}): { sql: string; params: unknown[] } {
   const params: unknown[] = []
   const param = (value: unknown): string => {
     params.push(value)
@@ -63,7 +63,7 @@ export function runFilter(rules: RunRules, firstParam: number): { sql: string; p
   for (const [workflow, list] of Object.entries(rules)) {
     if (list.length === 0) continue
     const fires = list.map((rule) => {
-      const match = compileMatch(rule.condition as unknown as Condition, 'i.facts', param)
+      const match = options.matches === false ? null : compileMatch(rule.condition as unknown as Condition, 'i.facts', param)
       const fresh = `not ${seenSql(rule.fingerprints, param)}`
       return match === null ? fresh : `((${match}) and ${fresh})`
     })
@@ -105,12 +105,21 @@ export async function countReach(pool: pg.Pool, tenantId: string, service: strin
       const param = (value: unknown): string => `$${params.push(value)}`
       const sql = compileMatch(condition, 'i.facts', param)
       const base = { workflow, rule: rule.name, change: added.has(rule.name) ? 'added' as const : 'changed' as const, reopens: reopen.includes(workflow) }
+      let counted: { running: number; finished: number } | null = null
       if (sql !== null) {
-        const { rows: [n] } = await pool.query<{ running: number; finished: number }>(
+        try {
+          const { rows: [n] } = await pool.query<{ running: number; finished: number }>(
           `select count(*) filter (where i.status = 'running')::int as running, count(*) filter (where i.status = 'completed')::int as finished
            from praxis.instances i where i.tenant_id = $1 and i.service = $2 and i.workflow = $3 and i.status in ('running', 'completed')
              and (${sql}) and not ${seenSql(rule.fingerprints, param)}`, params)
-        reach.push({ ...base, running: n!.running, finished: n!.finished, how: 'sql' })
+          counted = n!
+        } catch (error) {
+          // A row where SQL cannot decide as JS would: count this rule on the host instead.
+          if (!isUndecidableMatchError(error)) throw error
+        }
+      }
+      if (counted) {
+        reach.push({ ...base, ...counted, how: 'sql' })
         continue
       }
       const evaluator = new ConditionEvaluator()
@@ -145,7 +154,7 @@ export const REPROCESS_BATCH = 2000
 export async function walkReprocessing(pool: pg.Pool, tenantId: string, id: string, options: { batchSize?: number; shouldStop?: () => boolean; onBatch?: (b: { walked: number; queued: number }) => void } = {}): Promise<number> {
   const run = await runningReprocessing(pool, tenantId, id)
   if (!run) return 0
-  const filter = runFilter(run.rules, FILTER_FIRST_PARAM)
+  let filter = runFilter(run.rules, FILTER_FIRST_PARAM)
   let batches = 0
   for (;;) {
     if (options.shouldStop?.()) throw new Error(`reprocessing run ${id} stopped between batches: it resumes at its cursor`)
@@ -158,6 +167,12 @@ export async function walkReprocessing(pool: pg.Pool, tenantId: string, id: stri
       await client.query('commit')
     } catch (error) {
       broken = await rollback(client)
+      // A row SQL cannot decide as JS would: from here on rule code decides in the sandbox (the
+      // batch is walked again, rolled back, nothing lost).
+      if (isUndecidableMatchError(error) && filter.sql !== runFilter(run.rules, FILTER_FIRST_PARAM, { matches: false }).sql) {
+        filter = runFilter(run.rules, FILTER_FIRST_PARAM, { matches: false })
+        continue
+      }
       throw error
     } finally {
       client.release(broken)
