@@ -1,6 +1,7 @@
 /**
- * Runs one invocation: validate the input, run the handler under its timeout, validate the
- * output, then record the result through the fused step, or schedule the next attempt.
+ * Runs a job's invocations (one, or a micro-batch's): validate each input, run the handler (or
+ * the batch handler) under its timeout, validate each output, then record the final results
+ * through one fused step, and schedule the next attempt of each that failed with attempts left.
  */
 import type { Logger } from 'pino'
 import type { FunctionDefinition, Json } from '../../sdk/index.js'
@@ -19,51 +20,10 @@ export type InvokeOutcome = 'succeeded' | 'failed' | 'retry-scheduled' | 'duplic
 /** The graphile-worker job running an invocation: its id, its lock, and how often it was handed out. */
 export interface RunningJob { id: string; lockedBy: string; attempts: number }
 
-/**
- * `job` is the graphile-worker job running it (the fused step completes it while it still holds
- * it). `eager` is asked, when the result is written, whether the step may lock the next
- * invocation to this worker: `next` is then that job, to run at once.
- *
- * A job handed out more than once had runs that never finished (its worker died or stopped, or the
- * job failed outside the function): each counts as an attempt (`invocation.lost` in the timeline),
- * and when they used up the retry policy the invocation fails for good as `lost`, without running.
- */
+/** Runs one invocation: `runInvocations` with one. */
 export async function runInvocation(deps: { pool: pg.Pool; evaluator: Evaluator; log: Logger }, fn: FunctionDefinition, invocation: InvocationJob, job?: RunningJob, eager?: () => WriteGuard['eager']): Promise<{ outcome: InvokeOutcome; next: EagerJob | null }> {
-  const lostRuns = Math.max(0, (job?.attempts ?? 1) - 1)
-  const attempt = invocation.attempts + lostRuns + 1
-  // The instance as the job left it, or read while the function runs: the fused step then
-  // usually needs one write.
-  const snapshot = invocation.snapshot
-    ? Promise.resolve({ ...invocation.snapshot, tenant_id: invocation.tenant_id, id: invocation.instance_id, pending: [] })
-    : deps.evaluator.snapshot(invocation)
-  const record = async (result: InvocationResult): Promise<{ outcome: InvokeOutcome; next: EagerJob | null }> => {
-    const recorded = await deps.evaluator.recordResult(invocation, result, snapshot, job, eager?.())
-    return { outcome: recorded === null ? 'duplicate' : result.status, next: (typeof recorded === 'object' && recorded?.eager) || null }
-  }
-  if (lostRuns > 0) {
-    const lost = Array.from({ length: lostRuns }, (_, i) => invocation.attempts + 1 + i)
-    const reason = LOST_REASON
-    deps.log.warn({ invocationId: invocation.id, function: fn.name, lost }, 'attempts of this invocation were lost; counted as attempts')
-    await recordLostAttempts(deps.pool, invocation.tenant_id, invocation.id, lost, reason)
-    if (attempt > invocation.retry.attempts) {
-      return record({ status: 'failed', failure: { kind: 'lost', message: `${fn.name} was attempted ${attempt - 1} times and ${reason}`, attempts: attempt - 1 }, attempts: attempt - 1 })
-    }
-  }
-  const outcome = await execute(fn, invocation, attempt)
-  if (outcome.status === 'succeeded') return record({ status: 'succeeded', output: outcome.output, attempts: attempt })
-  const failure = outcome.failure
-  const retryable = failure.kind === 'retryable' || failure.kind === 'timeout'
-  if (retryable && attempt < invocation.retry.attempts) {
-    const delay = backoffDelay(invocation.retry, attempt)
-    deps.log.info({ invocationId: invocation.id, function: fn.name, attempt, delayMs: delay, error: failure.message }, 'invocation attempt failed; retrying')
-    const scheduled = await scheduleRetry(deps.pool, invocation, attempt, failure as unknown as Json, delay)
-    // Complete this job: the due job adds the next attempt's.
-    if (scheduled && job) await completeJob(deps.pool, job.id, job.lockedBy)
-    if (scheduled) wakeWhenDue(deps.pool, delay)
-    return { outcome: scheduled ? 'retry-scheduled' : 'duplicate', next: null }
-  }
-  deps.log.warn({ invocationId: invocation.id, function: fn.name, attempt, kind: failure.kind, error: failure.message }, 'invocation failed for good')
-  return record({ status: 'failed', failure, attempts: attempt })
+  const { outcomes, next } = await runInvocations(deps, fn, [invocation], job, eager)
+  return { outcome: outcomes[0]!, next }
 }
 
 /**
@@ -132,7 +92,8 @@ async function execute(fn: FunctionDefinition, invocation: InvocationJob, attemp
  * another (the batch holds one of the worker's slots). One result per item, in order.
  */
 async function executeBatch(fn: FunctionDefinition, items: readonly { invocation: InvocationJob; attempt: number }[]): Promise<Attempted[]> {
-  const batchHandler = fn.batchHandler
+  // A single call (or a retried item) runs through `handler`, a batch through `batchHandler`.
+  const batchHandler = items.length > 1 ? fn.batchHandler : undefined
   if (!batchHandler) {
     const results: Attempted[] = []
     for (const { invocation, attempt } of items) results.push(await execute(fn, invocation, attempt))
@@ -162,13 +123,17 @@ async function executeBatch(fn: FunctionDefinition, items: readonly { invocation
 }
 
 /**
- * Runs a micro-batch's invocations (one job, `job`) and records them: the final results (outputs,
- * and failures for good) in one fused step, so their reactions and error sections run in one
- * evaluation, each once; an item that failed with attempts left is retried alone (a due job adds
- * its own job when its delay is over). A batch handed out more than once lost runs: each counts as
- * an attempt of every item, as for a single invocation.
+ * Runs a job's invocations (one, or a micro-batch's) and records them: the final results
+ * (outputs, and failures for good) in one fused step, so their reactions and error sections run in
+ * one evaluation, each once; an invocation that failed with attempts left is retried alone (a due
+ * job adds its own job when its delay is over, and this job is completed). A job handed out more
+ * than once lost runs: each counts as an attempt of every invocation (`invocation.lost`), and one
+ * whose lost runs used up its retry policy fails for good as `lost`, without running.
+ * `job` is the graphile-worker job (the fused step completes it while it still holds it); `eager`
+ * is asked, when the results are written, whether the step may lock the next invocation to this
+ * worker: `next` is then that job, to run at once.
  */
-export async function runBatch(deps: { pool: pg.Pool; evaluator: Evaluator; log: Logger }, fn: FunctionDefinition, invocations: readonly InvocationJob[], job?: RunningJob, eager?: () => WriteGuard['eager']): Promise<{ outcomes: InvokeOutcome[]; next: EagerJob | null }> {
+export async function runInvocations(deps: { pool: pg.Pool; evaluator: Evaluator; log: Logger }, fn: FunctionDefinition, invocations: readonly InvocationJob[], job?: RunningJob, eager?: () => WriteGuard['eager']): Promise<{ outcomes: InvokeOutcome[]; next: EagerJob | null }> {
   const head = invocations[0]!
   const lostRuns = Math.max(0, (job?.attempts ?? 1) - 1)
   const snapshot = head.snapshot
@@ -180,6 +145,7 @@ export async function runBatch(deps: { pool: pg.Pool; evaluator: Evaluator; log:
     const attempt = invocation.attempts + lostRuns + 1
     if (lostRuns > 0) {
       const lost = Array.from({ length: lostRuns }, (_, i) => invocation.attempts + 1 + i)
+      deps.log.warn({ invocationId: invocation.id, function: fn.name, lost }, 'attempts of this invocation were lost; counted as attempts')
       await recordLostAttempts(deps.pool, invocation.tenant_id, invocation.id, lost, LOST_REASON)
       if (attempt > invocation.retry.attempts) {
         finals.push({ job: invocation, result: { status: 'failed', failure: { kind: 'lost', message: `${fn.name} was attempted ${attempt - 1} times and ${LOST_REASON}`, attempts: attempt - 1 }, attempts: attempt - 1 } })
@@ -188,7 +154,6 @@ export async function runBatch(deps: { pool: pg.Pool; evaluator: Evaluator; log:
     }
     live.push({ invocation, attempt })
   }
-  if (lostRuns > 0) deps.log.warn({ jobId: job?.id, function: fn.name, items: invocations.length, lostRuns }, 'runs of this micro-batch were lost; counted as attempts of each item')
   const attempted = await executeBatch(fn, live)
   const outcomes: InvokeOutcome[] = []
   let soonestRetry = Infinity
@@ -201,15 +166,18 @@ export async function runBatch(deps: { pool: pg.Pool; evaluator: Evaluator; log:
     const failure = outcome.failure
     if ((failure.kind === 'retryable' || failure.kind === 'timeout') && attempt < invocation.retry.attempts) {
       const delay = backoffDelay(invocation.retry, attempt)
+      deps.log.info({ invocationId: invocation.id, function: fn.name, attempt, delayMs: delay, error: failure.message }, 'invocation attempt failed; retrying')
       const scheduled = await scheduleRetry(deps.pool, invocation, attempt, failure as unknown as Json, delay)
       outcomes.push(scheduled ? 'retry-scheduled' : 'duplicate')
       if (scheduled) soonestRetry = Math.min(soonestRetry, delay)
       continue
     }
+    deps.log.warn({ invocationId: invocation.id, function: fn.name, attempt, kind: failure.kind, error: failure.message }, 'invocation failed for good')
     finals.push({ job: invocation, result: { status: 'failed', failure, attempts: attempt } })
   }
   if (Number.isFinite(soonestRetry)) wakeWhenDue(deps.pool, soonestRetry)
   if (finals.length === 0) {
+    // Every invocation is retried: complete this job (their due jobs add the next attempts' jobs).
     if (job) await completeJob(deps.pool, job.id, job.lockedBy)
     return { outcomes, next: null }
   }

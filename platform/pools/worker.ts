@@ -17,7 +17,7 @@ import {
 } from '../queue/index.js'
 import { purgeTenant, quietLogger, retentionCronItems, retentionSettings, retentionTask, type InvocationJob } from '../store/index.js'
 import { Caps, checkCaps, type CapsOptions } from './caps.js'
-import { runBatch, runInvocation, startChild, type InvokeOutcome, type RunningJob } from './invoke.js'
+import { runInvocations, startChild, type InvokeOutcome, type RunningJob } from './invoke.js'
 
 export interface WorkerOptions {
   pool: pg.Pool
@@ -133,10 +133,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   /** Runs a job's invocations: one, or a micro-batch's. */
   const runJob = async (invocations: InvocationJob[], running: RunningJob, budget: () => typeof eager | undefined): Promise<{ outcomes: InvokeOutcome[]; next: EagerJob | null }> => {
     const head = invocations[0]!
-    const fn = functionFor(head.pool, head.function)
-    if (invocations.length > 1) return runBatch(deps, fn, invocations, running, budget)
-    const ran = await runInvocation(deps, fn, head, running, budget)
-    return { outcomes: [ran.outcome], next: ran.next }
+    return runInvocations(deps, functionFor(head.pool, head.function), invocations, running, budget)
   }
   const count = (outcomes: readonly InvokeOutcome[]): void => {
     for (const outcome of outcomes) stats[outcome]++
