@@ -92,8 +92,9 @@ export interface RuleReach {
 
 /**
  * Counts, per added or changed rule, the running and completed instances of its workflow it would
- * fire on now (its match holds, and the instance has not seen it true already): one SQL count where the match compiles, else the engine's own condition
- * evaluator over the facts, read in keyset batches.
+ * fire on now (its match holds, and the instance has not seen it true already): one SQL count
+ * where the match compiles, else the engine's own condition evaluator over the facts, read in
+ * keyset batches.
  */
 export async function countReach(pool: pg.Pool, tenantId: string, service: string, changes: readonly WorkflowChanges[], rules: RunRules, reopen: readonly string[] = []): Promise<RuleReach[]> {
   const reach: RuleReach[] = []
@@ -154,6 +155,7 @@ export const REPROCESS_BATCH = 2000
 export async function walkReprocessing(pool: pg.Pool, tenantId: string, id: string, options: { batchSize?: number; shouldStop?: () => boolean; onBatch?: (b: { walked: number; queued: number }) => void } = {}): Promise<number> {
   const run = await runningReprocessing(pool, tenantId, id)
   if (!run) return 0
+  const withoutMatches = runFilter(run.rules, FILTER_FIRST_PARAM, { matches: false })
   let filter = runFilter(run.rules, FILTER_FIRST_PARAM)
   let batches = 0
   for (;;) {
@@ -169,8 +171,8 @@ export async function walkReprocessing(pool: pg.Pool, tenantId: string, id: stri
       broken = await rollback(client)
       // A row SQL cannot decide as JS would: from here on rule code decides in the sandbox (the
       // batch is walked again, rolled back, nothing lost).
-      if (isUndecidableMatchError(error) && filter.sql !== runFilter(run.rules, FILTER_FIRST_PARAM, { matches: false }).sql) {
-        filter = runFilter(run.rules, FILTER_FIRST_PARAM, { matches: false })
+      if (isUndecidableMatchError(error) && filter !== withoutMatches) {
+        filter = withoutMatches
         continue
       }
       throw error
