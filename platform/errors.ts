@@ -21,6 +21,7 @@ export const ERRORS = {
   PRX_KEY_NOT_FOUND: { status: 404, what: 'no API key with this id (admin CLI)' },
   PRX_INSTANCE_ENDED: { status: 409, what: 'the instance has completed, failed or been cancelled' },
   PRX_BUNDLE_INVALID: { status: 400, what: 'a deployed bundle does not load or describe itself correctly' },
+  PRX_FACTS_VERSION_LOWERED: { status: 409, what: "a deploy (or rollback) would lower a workflow's facts version below the active one's" },
   PRX_BUNDLE_BUILD_FAILED: { status: 400, what: 'the service source could not be bundled' },
   PRX_FUNCTION_UNKNOWN: { status: 422, what: 'a rule called a function that no service of this tenant deployed (or a worker was asked to run one it does not have)' },
   PRX_RULE_TIMEOUT: { status: 422, what: 'rule code (an evaluation, init or a signal check) ran longer than PRAXIS_RULE_TIMEOUT_MS' },

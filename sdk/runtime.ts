@@ -32,6 +32,8 @@ export interface WorkflowDescription {
   rules: RuleDescription[]
   /** Whether a deploy's added or changed rules reopen completed instances. */
   reopen?: boolean
+  /** The facts schema's version (absent: 1). */
+  factsVersion?: number
 }
 
 /** Which code to run: a rule section or a signal handler. */
@@ -58,6 +60,8 @@ export interface BundleRuntime {
   describe(): string
   init(workflow: string, inputJson: string): string
   checkSignal(workflow: string, signal: string, payloadJson: string): string
+  /** Runs the workflow's `migrate` on facts of an older version: a RunResult with the migrated facts (and no changes or calls). Absent in bundles built before facts versions. */
+  migrate?(workflow: string, factsJson: string, fromVersion: number): string
   run(requestJson: string): string
   /** `run` without the JSON: for the engine inside the same sandbox (it saves two copies of the facts per section). */
   execute?(request: RunRequest): RunResult
@@ -101,6 +105,18 @@ export function createRuntime(modules: readonly Record<string, unknown>[]): Bund
       if (!parsed.success) return JSON.stringify(failure('PRX_INPUT_INVALID', `payload of signal ${signal} is invalid: ${formatIssues(parsed.error.issues)}`, parsed.error.issues))
       return JSON.stringify({ ok: true })
     },
+    migrate(name, factsJson, fromVersion) {
+      const wf = get(name)
+      const where = `migrate(facts, ${fromVersion}) of workflow ${name}`
+      if (!wf.migrate) return JSON.stringify(failure('PRX_MIGRATION_FAILED', `${where}: the workflow has no migrate, so facts of version ${fromVersion} cannot become version ${wf.factsVersion}`))
+      const old = deepFreeze(JSON.parse(factsJson) as Record<string, Json>)
+      return JSON.stringify(guard(where, () => {
+        const parsed = wf.facts.safeParse(wf.migrate!(old, fromVersion))
+        if (!parsed.success) return failure('PRX_MIGRATION_FAILED', `${where} returned facts that do not match the facts schema of version ${wf.factsVersion}: ${formatIssues(parsed.error.issues)}`, parsed.error.issues)
+        const facts = JSON.parse(JSON.stringify(parsed.data)) as Record<string, Json>
+        return { ok: true, facts, changes: [], calls: [], outcome: null }
+      }, 'PRX_MIGRATION_FAILED'))
+    },
     run(requestJson) {
       const request = JSON.parse(requestJson) as RunRequest
       return JSON.stringify(run(get(request.workflow), request))
@@ -114,6 +130,7 @@ function describe(wf: WorkflowDefinition): WorkflowDescription {
     name: wf.name,
     maxFirings: wf.maxFirings,
     reopen: wf.reopen === true,
+    factsVersion: wf.factsVersion ?? 1,
     signals: Object.keys(wf.signals),
     inputSchema: schemaOf(wf.input),
     factsSchema: schemaOf(wf.facts),
@@ -209,13 +226,14 @@ function checkFacts(wf: WorkflowDefinition, facts: Record<string, Json>, where: 
   return failure('PRX_FACTS_INVALID', `${where} left facts that do not match the facts schema of ${wf.name}: ${formatIssues(parsed.error.issues)}`, parsed.error.issues)
 }
 
-function guard(where: string, body: () => RunResult): RunResult {
+function guard(where: string, body: () => RunResult, code = 'PRX_RULE_THREW'): RunResult {
   try {
     return body()
   } catch (error) {
     const e = error as { code?: unknown; message?: unknown; details?: unknown }
-    const code = typeof e?.code === 'string' ? e.code : 'PRX_RULE_THREW'
-    return failure(code, `${where} threw: ${String(e?.message ?? error)}`, e?.details)
+    // A migration's failure keeps its own code; rule code may fail with a code of its choosing.
+    if (code !== 'PRX_RULE_THREW') return failure(code, `${where} threw: ${String(e?.message ?? error)}`, { thrown: typeof e?.code === 'string' ? e.code : null })
+    return failure(typeof e?.code === 'string' ? e.code : code, `${where} threw: ${String(e?.message ?? error)}`, e?.details)
   }
 }
 

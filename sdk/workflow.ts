@@ -46,6 +46,23 @@ export interface WorkflowOptions<I extends z.ZodType, S extends z.ZodType, R ext
    * false: completed instances keep their result. Failed and cancelled ones are never reopened.
    */
   reopen?: boolean
+  /**
+   * The version of the facts schema, a whole number from 1 (the default). Raise it when a deploy
+   * changes the facts' shape, and give `migrate`: every running instance of an older version has
+   * its facts migrated, once, before the new rules see them (in the background after the deploy,
+   * or at its next evaluation, whichever comes first).
+   */
+  factsVersion?: number
+  /**
+   * Migrates an instance's stored facts from `fromVersion` (older than `factsVersion`) to the
+   * current facts schema; schema defaults then fill what it leaves out, and the result must match
+   * the schema. Runs in the rule sandbox (no I/O). One call takes an instance from any older
+   * version to the current one, so handle each `fromVersion` still in use. An instance whose facts
+   * it cannot migrate (it throws, or returns facts the schema refuses) fails with
+   * PRX_MIGRATION_FAILED and keeps its old facts; the other instances go on.
+   * @example migrate: (facts, from) => from === 1 ? { ...facts, tags: [String(facts.tag)] } : facts
+   */
+  migrate?: (facts: Readonly<Record<string, unknown>>, fromVersion: number) => NoInfer<z.input<S>>
 }
 
 /** A defined workflow type (Cosmos "Plato" workflow). */
@@ -62,6 +79,10 @@ export interface WorkflowDefinition<I extends z.ZodType = z.ZodType, S extends z
   readonly maxFirings: number
   /** Whether a deploy's added or changed rules reopen completed instances (see WorkflowOptions.reopen). */
   readonly reopen: boolean
+  /** The facts schema's version (see WorkflowOptions.factsVersion). */
+  readonly factsVersion: number
+  /** Migrates older facts to this version, or null (see WorkflowOptions.migrate). */
+  readonly migrate: ((facts: Readonly<Record<string, unknown>>, fromVersion: number) => z.input<S>) | null
 }
 
 /**
@@ -102,7 +123,11 @@ export function defineWorkflow<I extends z.ZodType, S extends z.ZodType, R exten
   }
   const maxFirings = options.maxFirings ?? 1000
   if (!Number.isInteger(maxFirings) || maxFirings < 1) throw new DefinitionError('PRX_DEFINITION_INVALID', `${where}: maxFirings must be a positive integer`)
-  return Object.freeze({ kind: 'praxis.workflow' as const, name: options.name, input: options.input, result: options.result ?? null, facts: options.facts, init: options.init, rules, signals, maxFirings, reopen: options.reopen === true })
+  const factsVersion = options.factsVersion ?? 1
+  if (!Number.isInteger(factsVersion) || factsVersion < 1 || factsVersion > 1_000_000) throw new DefinitionError('PRX_DEFINITION_INVALID', `${where}: factsVersion must be a whole number from 1 to 1000000`)
+  if (options.migrate !== undefined && typeof options.migrate !== 'function') throw new DefinitionError('PRX_DEFINITION_INVALID', `${where}: migrate must be a function (facts, fromVersion) => facts`)
+  if (factsVersion > 1 && !options.migrate) throw new DefinitionError('PRX_DEFINITION_INVALID', `${where} has factsVersion ${factsVersion} but no migrate(facts, fromVersion): give one, so instances with older facts can be brought to version ${factsVersion}`)
+  return Object.freeze({ kind: 'praxis.workflow' as const, name: options.name, input: options.input, result: options.result ?? null, facts: options.facts, init: options.init, rules, signals, maxFirings, reopen: options.reopen === true, factsVersion, migrate: options.migrate ?? null })
 }
 
 /** True for a value made by `defineWorkflow` (checked by shape: it may come from another realm). */

@@ -55,6 +55,7 @@ const Description = z.array(z.object({
   name: z.string().regex(/^[A-Za-z][\w-]{0,99}$/, 'must be a workflow name'),
   maxFirings: z.number().int().min(1).max(10_000),
   reopen: z.boolean().optional(),
+  factsVersion: z.number().int().min(1).max(1_000_000).optional(),
   signals: z.array(Name).max(1000),
   inputSchema: z.unknown(),
   factsSchema: z.unknown(),
@@ -122,7 +123,7 @@ export function describeBundle(service: string, description: string, fingerprint
         hasError: r.hasError,
       }
     })
-    workflows.set(wf.name, indexWorkflow({ name: wf.name, maxFirings: wf.maxFirings, signals: wf.signals, rules, reopen: wf.reopen === true }))
+    workflows.set(wf.name, indexWorkflow({ name: wf.name, maxFirings: wf.maxFirings, signals: wf.signals, rules, reopen: wf.reopen === true, factsVersion: wf.factsVersion ?? 1 }))
     manifest.workflows.push({
       ...(wf as WorkflowDescription),
       rules: rules.map(({ name, priority, condition, fingerprint, aliases, paths, hasReaction, hasError }) => ({ name, priority, condition, fingerprint, ...(aliases ? { aliases } : {}), paths, hasReaction, hasError })),

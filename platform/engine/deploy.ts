@@ -10,7 +10,7 @@ import type { Limits } from '../config.js'
 import { serviceManifest, storedFingerprints, usesSourceFingerprints, type Manifest } from './bundle.js'
 import type { BundleCache } from './bundle-cache.js'
 import { retryOutOfLimits } from './checks.js'
-import { countReach, ruleChanges, type RuleReach, type WorkflowChanges } from './reprocess.js'
+import { checkFactsVersions, countMigrations, countReach, ruleChanges, type MigrationReach, type RuleReach, type WorkflowChanges } from './reprocess.js'
 
 /** graphile-worker's limit on a task identifier's length. */
 const MAX_TASK_NAME = 128
@@ -55,8 +55,9 @@ export async function deployBundle(pool: pg.Pool, bundles: BundleCache, tenantId
     })
     // Always on, in the background: a run over the running instances of the workflows whose rules
     // were added or changed (their matches filter them in SQL where they compile).
-    const { changes, rules, reopen } = ruleChanges(active ? active.manifest as Manifest : null, manifest)
-    const reprocessing = created ? await startReprocessing(client, { tenantId, service, bundleId: bundle.id, version: bundle.version, rules, reopen }) : null
+    checkFactsVersions(service, active ? active.manifest as Manifest : null, manifest)
+    const { changes, rules, reopen, migrate } = ruleChanges(active ? active.manifest as Manifest : null, manifest)
+    const reprocessing = created ? await startReprocessing(client, { tenantId, service, bundleId: bundle.id, version: bundle.version, rules, reopen, migrate }) : null
     await client.query('commit')
     bundles.forgetService(tenantId, service)
     // Its evaluations load it with its stored fingerprints, in an isolate of their own (another
@@ -94,6 +95,8 @@ export interface DeployPreview {
   fires: RuleReach[]
   /** Whether completed instances would be reopened (a workflow with an added or changed rule opts in: `reopen`). */
   reopens: boolean
+  /** Per workflow whose facts version the deploy raises: the instances whose facts `migrate` would bring to it. */
+  migrations: MigrationReach[]
 }
 
 /**
@@ -106,8 +109,12 @@ export async function previewDeploy(pool: pg.Pool, bundles: BundleCache, tenantI
   const { described } = await validate(bundles, tenantId, service, code, codeHash, generated)
   const active = await getActiveBundle(pool, tenantId, service)
   const manifest = generated ? withManifestFingerprints(described, generated, active?.manifest) : withoutManifest(service, described, active, codeHash)
-  const { changes, rules, reopen } = ruleChanges(active ? active.manifest as Manifest : null, manifest)
-  return { service, version: active?.version ?? null, changes, fires: await countReach(pool, tenantId, service, changes, rules, reopen), reopens: reopen.length > 0 }
+  checkFactsVersions(service, active ? active.manifest as Manifest : null, manifest)
+  const { changes, rules, reopen, migrate } = ruleChanges(active ? active.manifest as Manifest : null, manifest)
+  return {
+    service, version: active?.version ?? null, changes, fires: await countReach(pool, tenantId, service, changes, rules, reopen), reopens: reopen.length > 0,
+    migrations: await countMigrations(pool, tenantId, service, migrate),
+  }
 }
 
 /**

@@ -66,7 +66,7 @@ export class Evaluator {
   }
 
   /** Runs `init` or a signal check in the bundle's isolate; a sandbox failure becomes a PraxisError with its code. */
-  async #run(bundle: LoadedBundle, fn: 'init' | 'checkSignal', request: Record<string, unknown>, what: string): Promise<RunResult | { ok: true }> {
+  async #run(bundle: LoadedBundle, fn: 'init' | 'checkSignal' | 'migrate', request: Record<string, unknown>, what: string): Promise<RunResult | { ok: true }> {
     let text: string
     try {
       text = await this.bundles.sandbox.call(bundle.sandbox, fn, JSON.stringify(request))
@@ -81,7 +81,7 @@ export class Evaluator {
       answer = null
     }
     const a = answer as { ok?: unknown; facts?: unknown; error?: { code?: unknown; message?: unknown; details?: unknown } } | null
-    if (a?.ok === true) return fn === 'init' ? { ok: true, facts: a.facts as Record<string, Json>, changes: [], calls: [], outcome: null } : { ok: true }
+    if (a?.ok === true) return fn !== 'checkSignal' ? { ok: true, facts: a.facts as Record<string, Json>, changes: [], calls: [], outcome: null } : { ok: true }
     if (a?.ok === false && typeof a.error?.message === 'string') {
       // Details (zod issues) go into an HTTP answer: bounded, and dropped when large.
       const details = a.error.details === undefined || JSON.stringify(a.error.details).length > MAX_DETAILS_CHARS ? undefined : a.error.details
@@ -113,7 +113,7 @@ export class Evaluator {
     try {
       await client.query('begin')
       try {
-        const { id, created } = await insertInstance(client, { tenantId, service: target.service, workflow: target.workflow, bundleId: target.bundleId, facts, idempotencyKey, parent })
+        const { id, created } = await insertInstance(client, { tenantId, service: target.service, workflow: target.workflow, bundleId: target.bundleId, facts, factsVersion: bundle.workflows.get(target.workflow)?.factsVersion ?? 1, idempotencyKey, parent })
         let summary: EvaluationSummary | null = null
         if (created) {
           const locked = await lockInstance(client, tenantId, id, { nowait: false })
@@ -321,9 +321,28 @@ export class Evaluator {
     if (!workflow) failure ??= { message: `workflow ${instance.workflow} is not in the active bundle of service ${instance.service}: deploy a bundle that has it, or cancel the instance`, details: { code: 'PRX_WORKFLOW_NOT_FOUND' } }
     // Reopening (always on for finished work): a deploy's event on a completed instance of a
     // workflow that opts in chains under the new rules; if one fires, the instance runs again.
-    const reopening = instance.status === 'completed' && workflow?.reopen === true && !failure && instance.pending.some((e) => e.kind === 'redeploy')
+    let reopening = instance.status === 'completed' && workflow?.reopen === true && !failure && instance.pending.some((e) => e.kind === 'redeploy')
+    // Facts migrations: facts older than the workflow's facts version are migrated before any rule
+    // sees them. A running instance whose facts cannot be migrated fails, keeping its old facts; a
+    // completed one stays as it was (not reopened), and the timeline says why.
+    let subject = instance
+    let factsVersion: number | null = null
+    if (workflow && !failure && (instance.status === 'running' || reopening) && instance.facts_version < workflow.factsVersion) {
+      const migrated = await this.#migrate(bundle, instance, workflow.factsVersion)
+      if ('facts' in migrated) {
+        subject = { ...instance, facts: migrated.facts }
+        factsVersion = workflow.factsVersion
+        timeline.push({ kind: 'facts.migrated', data: { from: instance.facts_version, to: workflow.factsVersion } })
+      } else if (instance.status === 'running') {
+        failure = migrated.failure
+        timeline.push({ kind: 'facts.migration.failed', data: migrated.failure })
+      } else {
+        reopening = false
+        timeline.push({ kind: 'facts.migration.failed', data: migrated.failure })
+      }
+    }
     let result = (instance.status === 'running' || reopening) && workflow && !failure
-      ? await this.#chain(client, instance, bundle, handlers, results.length > 0)
+      ? await this.#chain(client, subject, bundle, handlers, results.length > 0)
       : null
     // Nothing fired on the completed instance: it stays as it was (the deploy is noted).
     if (reopening && result && result.firings === 0) result = null
@@ -345,7 +364,9 @@ export class Evaluator {
       instanceId: instance.id,
       bundleId: workflow ? instance.active_bundle_id : instance.bundle_id,
       status,
-      facts: result?.facts ?? instance.facts,
+      // A completed instance that is not reopened keeps its facts (and their version) as they were.
+      facts: result?.facts ?? (reopening ? instance.facts : subject.facts),
+      factsVersion: result || !reopening ? factsVersion : null,
       ruleState: result?.ruleState ?? instance.rule_state,
       result: outcome?.status === 'completed' ? outcome.result : null,
       error: outcome?.status === 'failed' ? outcome.error : null,
@@ -360,6 +381,30 @@ export class Evaluator {
     if (typeof write === 'string') return write
     if (write.consumed !== instance.pending.length) return null
     return { instanceId: instance.id, status, revision: write.revision, firings: result?.firings ?? 0, invocations: write.invocations, eager: write.eager }
+  }
+
+  /**
+   * Runs the workflow's `migrate` on an instance's facts of an older version, in the bundle's
+   * isolate, and checks the answer as it checks `init`'s. Any failure (migrate threw, returned
+   * facts the schema refuses, overran the sandbox's limits) is the instance's, with what to do.
+   */
+  async #migrate(bundle: LoadedBundle, instance: LockedInstance, to: number): Promise<{ facts: Record<string, Json> } | { failure: { message: string; details: Json } }> {
+    const from = instance.facts_version
+    const what = `migrate(facts, ${from}) of workflow ${instance.workflow}`
+    const fail = (message: string, cause: Json): { failure: { message: string; details: Json } } => ({
+      failure: {
+        message: `${message.startsWith(what) ? '' : `${what}: `}${message}. The instance keeps its facts of version ${from} and fails; the workflow's other instances go on. Fix migrate for version ${from} (and deploy), then start this work again`,
+        details: { code: 'PRX_MIGRATION_FAILED', fromVersion: from, toVersion: to, cause },
+      },
+    })
+    try {
+      const answer = await this.#run(bundle, 'migrate', { workflow: instance.workflow, facts: instance.facts, fromVersion: from, now: Date.now(), seed: seedOf(`migrate:${instance.id}:${from}`) }, what)
+      if (!answer.ok) return fail(answer.error.message, { code: answer.error.code, ...(answer.error.details === undefined ? {} : { details: answer.error.details as Json }) })
+      return { facts: checkFacts((answer as { facts?: unknown }).facts, this.bundles.limits) }
+    } catch (error) {
+      if (error instanceof PraxisError || error instanceof CheckFailure) return fail(error.message, { code: error.code })
+      throw error
+    }
   }
 
   async #pendingInvocations(client: Queryable, instance: LockedInstance): Promise<InvocationRow[]> {

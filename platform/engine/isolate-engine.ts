@@ -169,6 +169,13 @@ g.__praxisEngine = {
     setClock(r.now, r.seed)
     return capped(bundle().checkSignal(r.workflow, r.signal, stringify(r.payload ?? null)))
   },
+  migrate(requestJson: string): string {
+    const r = parse(requestJson) as { workflow: string; facts: unknown; fromVersion: number; now: number; seed: number }
+    setClock(r.now, r.seed)
+    const runtime = bundle()
+    if (typeof runtime.migrate !== 'function') return stringify({ ok: false, error: { code: 'PRX_MIGRATION_FAILED', message: 'the bundle has no migrate entry point: build it again with this version of praxis' } })
+    return capped(runtime.migrate(r.workflow, stringify(r.facts ?? null), r.fromVersion))
+  },
   async chain(requestJson: string): Promise<string> {
     const r = parse(requestJson) as { workflow: string; input: ChainInput; now: number; seed: number }
     setClock(r.now, r.seed)

@@ -210,12 +210,12 @@ export class IsolateSandbox implements RuleSandbox {
       await this.#compile(isolate, '', engine, 'praxis-engine.js').then((s) => s.run(context, { timeout: timeout() }))
       const api = await context.global.get('__praxisEngine', { reference: true })
       const ref = (name: string): Promise<Reference> => api.get(name, { reference: true })
-      const [describe, setupRef, init, checkSignal, chain] = await Promise.all(['describe', 'setup', 'init', 'checkSignal', 'chain'].map((name) => ref(name)))
+      const [describe, setupRef, init, checkSignal, migrate, chain] = await Promise.all(['describe', 'setup', 'init', 'checkSignal', 'migrate', 'chain'].map((name) => ref(name)))
       await this.#compile(isolate, code.key, code.code, `${code.service}.bundle.js`).then((s) => s.run(context, { timeout: timeout() }))
       const description = await describe!.apply(undefined, [], { timeout: timeout() })
       if (typeof description !== 'string') throw new PraxisError('PRX_BUNDLE_INVALID', 'the bundle did not describe itself: build it with `praxis deploy <service-dir>`')
       await setupRef!.apply(undefined, [code.setup(description)], { timeout: timeout() })
-      return { isolate, refs: { init: init!, checkSignal: checkSignal!, chain: chain! }, busy: 0, evicted: false, dead: false, tail: Promise.resolve() }
+      return { isolate, refs: { init: init!, checkSignal: checkSignal!, migrate: migrate!, chain: chain! }, busy: 0, evicted: false, dead: false, tail: Promise.resolve() }
     } catch (error) {
       const failure = error instanceof PraxisError ? error : loadFailure(error, isolate, this.limits)
       dispose(isolate)

@@ -14,7 +14,7 @@
 export interface SandboxCode { key: string; service: string; code: string; setup(description: string): string }
 
 /** What the sandbox runs: one function of the engine in the bundle's isolate, JSON in and out. */
-export type SandboxCall = 'init' | 'checkSignal' | 'chain'
+export type SandboxCall = 'init' | 'checkSignal' | 'migrate' | 'chain'
 
 export interface RuleSandbox {
   /** Loads a bundle into its own isolate, unless it is loaded. */

@@ -33,12 +33,16 @@ export interface WorkflowSpec {
   rules: LoadedRule[]
   /** A deploy's added or changed rules reopen completed instances (sdk/workflow.ts `reopen`). */
   reopen?: boolean
+  /** The facts schema's version (sdk/workflow.ts `factsVersion`; absent: 1). */
+  factsVersion?: number
 }
 
 export interface LoadedWorkflow {
   name: string
   maxFirings: number
   reopen: boolean
+  /** Facts of an instance at an older version are migrated (the workflow's `migrate`) before its rules run. */
+  factsVersion: number
   signals: Set<string>
   rules: LoadedRule[]
   byName: Map<string, LoadedRule>
@@ -54,10 +58,10 @@ export function indexWorkflow(spec: WorkflowSpec): LoadedWorkflow {
       index.set(top, [...(index.get(top) ?? []), rule])
     }
   }
-  return { name: spec.name, maxFirings: spec.maxFirings, reopen: spec.reopen === true, signals: new Set(spec.signals), rules: spec.rules, byName: new Map(spec.rules.map((r) => [r.name, r])), index }
+  return { name: spec.name, maxFirings: spec.maxFirings, reopen: spec.reopen === true, factsVersion: spec.factsVersion ?? 1, signals: new Set(spec.signals), rules: spec.rules, byName: new Map(spec.rules.map((r) => [r.name, r])), index }
 }
 
 /** The JSON form of a loaded workflow, to send into an isolate. */
 export function workflowSpec(workflow: LoadedWorkflow): WorkflowSpec {
-  return { name: workflow.name, maxFirings: workflow.maxFirings, signals: [...workflow.signals], rules: workflow.rules, reopen: workflow.reopen }
+  return { name: workflow.name, maxFirings: workflow.maxFirings, signals: [...workflow.signals], rules: workflow.rules, reopen: workflow.reopen, factsVersion: workflow.factsVersion }
 }

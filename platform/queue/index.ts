@@ -73,7 +73,7 @@ export function parseInvocationJob(payload: unknown): InvocationJob {
     && typeof p.retry === 'object' && p.retry !== null && typeof p.retry.attempts === 'number'
   if (!ok) throw new Error(`malformed praxis invoke job payload: ${JSON.stringify(payload)}`)
   const snap = p.snapshot
-  const usable = typeof snap === 'object' && snap !== null && typeof snap.revision === 'number' && typeof snap.facts === 'object' && snap.facts !== null
+  const usable = typeof snap === 'object' && snap !== null && typeof snap.revision === 'number' && typeof snap.facts === 'object' && snap.facts !== null && typeof snap.facts_version === 'number'
     && typeof snap.rule_state === 'object' && typeof snap.active_bundle_id === 'string' && typeof snap.workflow === 'string'
   return { ...(p as InvocationJob), snapshot: usable ? snap : null }
 }

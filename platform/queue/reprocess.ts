@@ -19,6 +19,9 @@ type Queryable = Pick<pg.PoolClient, 'query'>
  */
 export type RunRules = Record<string, { name: string; condition: Json; fingerprints: string[] }[]>
 
+/** The workflows whose facts version a deploy raised, with the new version: each of their instances with older facts is reached (and migrated). */
+export type RunMigrations = Record<string, number>
+
 /** A run's progress, as the API shows it. */
 export interface RunProgress {
   id: string
@@ -44,17 +47,18 @@ export interface RunProgress {
  * Records a run for a deploy (in the deploy's transaction) and its job; supersedes the service's
  * runs still going. With no rules to reach old work with, the run is recorded done at once.
  */
-export async function startReprocessing(client: Queryable, r: { tenantId: string; service: string; bundleId: string; version: number; rules: RunRules; reopen: string[] }): Promise<{ id: string; total: number }> {
+export async function startReprocessing(client: Queryable, r: { tenantId: string; service: string; bundleId: string; version: number; rules: RunRules; reopen: string[]; migrate?: RunMigrations }): Promise<{ id: string; total: number }> {
   await client.query(`update praxis.reprocessing set status = 'superseded', finished_at = now(), updated_at = now() where tenant_id = $1 and service = $2 and status = 'running'`, [r.tenantId, r.service])
-  const workflows = Object.keys(r.rules).filter((w) => (r.rules[w] ?? []).length > 0)
+  const migrate = r.migrate ?? {}
+  const workflows = [...new Set([...Object.keys(r.rules).filter((w) => (r.rules[w] ?? []).length > 0), ...Object.keys(migrate)])]
   const { rows: [run] } = await client.query<{ id: string; total: number }>(
-    `insert into praxis.reprocessing (tenant_id, service, bundle_id, version, rules, reopen, status, total, finished_at)
-     select $1, $2, $3, $4, $5, $7, case when cardinality($6::text[]) = 0 then 'done' else 'running' end,
+    `insert into praxis.reprocessing (tenant_id, service, bundle_id, version, rules, reopen, migrate, status, total, finished_at)
+     select $1, $2, $3, $4, $5, $7, $8, case when cardinality($6::text[]) = 0 then 'done' else 'running' end,
        case when cardinality($6::text[]) = 0 then 0 else (select count(*) from praxis.instances where tenant_id = $1 and service = $2 and workflow = any($6)
          and (status = 'running' or (status = 'completed' and workflow = any($7)))) end,
        case when cardinality($6::text[]) = 0 then now() end
      returning id::text, total`,
-    [r.tenantId, r.service, r.bundleId, r.version, JSON.stringify(r.rules), workflows, r.reopen])
+    [r.tenantId, r.service, r.bundleId, r.version, JSON.stringify(r.rules), workflows, r.reopen, JSON.stringify(migrate)])
   if (workflows.length > 0) {
     await client.query(`select graphile_worker.add_job(${reprocessTaskSql('$1::text')}, json_build_object('t', $1::text, 'i', $2::text), max_attempts := 25, priority := -1000)`, [r.tenantId, run!.id])
   }
@@ -62,9 +66,9 @@ export async function startReprocessing(client: Queryable, r: { tenantId: string
 }
 
 /** A run as its walk needs it, or null when it is no longer running (done or superseded). */
-export async function runningReprocessing(client: Queryable, tenantId: string, id: string): Promise<{ service: string; version: number; rules: RunRules } | null> {
-  const { rows } = await client.query<{ service: string; version: number; rules: RunRules }>(
-    `select service, version, rules from praxis.reprocessing where tenant_id = $1 and id = $2 and status = 'running'`, [tenantId, id])
+export async function runningReprocessing(client: Queryable, tenantId: string, id: string): Promise<{ service: string; version: number; rules: RunRules; migrate: RunMigrations } | null> {
+  const { rows } = await client.query<{ service: string; version: number; rules: RunRules; migrate: RunMigrations }>(
+    `select service, version, rules, migrate from praxis.reprocessing where tenant_id = $1 and id = $2 and status = 'running'`, [tenantId, id])
   return rows[0] ?? null
 }
 
@@ -74,20 +78,20 @@ export const FILTER_FIRST_PARAM = 9
 /**
  * One batch of a run, in one transaction: the next `size` running instances of the run's
  * workflows after its cursor; of them, those `filter` admits (a SQL boolean over `i`, an instance
- * row with `workflow`, `facts` and `rule_state`; its parameters numbered from FILTER_FIRST_PARAM)
+ * row with `workflow`, `facts`, `facts_version` and `rule_state`; its parameters numbered from FILTER_FIRST_PARAM)
  * get a redeploy event (naming the run) and an evaluate job; the cursor moves past the batch. Returns what it did, and whether the run is over. A run that
  * is no longer running (superseded) is left as it is.
  */
 export async function reprocessBatch(client: Queryable, tenantId: string, id: string, size: number, filter: { sql: string; params: unknown[] }): Promise<{ walked: number; queued: number; done: boolean } | null> {
   // The run first (locked: one walker at a time), so the batch's range scan starts at a known cursor.
   const { rows: [run] } = await client.query<{ service: string; version: number; cursor: string | null; reopen: string[]; workflows: string[] }>(
-    `select service, version, cursor::text, reopen, array(select jsonb_object_keys(rules)) as workflows from praxis.reprocessing
+    `select service, version, cursor::text, reopen, array(select jsonb_object_keys(rules) union select jsonb_object_keys(migrate)) as workflows from praxis.reprocessing
      where tenant_id = $1 and id = $2 and status = 'running' for no key update`, [tenantId, id])
   if (!run) return null
   const params = [tenantId, id, size, run.service, run.workflows, run.reopen, run.cursor ?? '00000000-0000-0000-0000-000000000000', run.version]
   const { rows } = await client.query<{ walked: number; queued: number; status: string }>(
     `with batch as (
-       select i.id, i.workflow, i.facts, i.rule_state from praxis.instances i
+       select i.id, i.workflow, i.facts, i.facts_version, i.rule_state from praxis.instances i
        where i.tenant_id = $1 and i.service = $4 and i.status in ('running', 'completed') and i.id > $7::uuid
          and i.workflow = any($5::text[]) and (i.status = 'running' or i.workflow = any($6::text[]))
        order by i.id limit $3),

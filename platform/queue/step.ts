@@ -87,7 +87,7 @@ const QUEUE_PARTS: Part<P>[] = [
       -- nothing and fail (then take the locked path); without a snapshot the worker reads the
       -- instance while the function runs, and its revision is usually current when it writes.
       'snapshot', case when octet_length(${p.facts}::text) <= 8192 and (select count(distinct grp) from grouped) = 1 then jsonb_build_object('revision', (select revision from inst), 'service', (select service from inst),
-        'workflow', (select workflow from inst), 'status', ${p.status}, 'facts', ${p.facts}, 'rule_state', ${p.ruleState}, 'bundle_id', ${p.bundle}::text, 'active_bundle_id', ${p.bundle}::text) end)
+        'workflow', (select workflow from inst), 'status', ${p.status}, 'facts', ${p.facts}, 'facts_version', (select facts_version from inst), 'rule_state', ${p.ruleState}, 'bundle_id', ${p.bundle}::text, 'active_bundle_id', ${p.bundle}::text) end)
     || case when count(*) > 1 then jsonb_build_object('items', jsonb_agg(jsonb_build_object('id', g.id, 'input', g.input, 'call_key', g.call_key) order by g.ord)) else '{}' end)::json,
     case when bool_or(g.defer_until is not null) then ${DEFERRED_PRIORITY} else ${jobPriority('max(g.priority)')} end, min(placed.run_at), ${jobFlags('g.pool')},
     case when bool_or(e.n = 1) then 1 else 0 end, case when bool_or(e.n = 1) then now() end, case when bool_or(e.n = 1) then ${p.eagerOwner} end

@@ -16,6 +16,8 @@ export interface LockedInstance {
   status: 'running' | 'completed' | 'failed' | 'cancelled' | 'paused'
   revision: number
   facts: Record<string, Json>
+  /** The version of the workflow's facts schema the facts are in (a workflow's `factsVersion`). */
+  facts_version: number
   rule_state: Record<string, boolean>
   pending: PendingEvent[]
 }
@@ -27,7 +29,7 @@ const PENDING_SQL = `select coalesce(jsonb_agg(jsonb_build_object('id', e.id::te
   from praxis.events e where e.tenant_id = $1 and e.instance_id = $2 and e.consumed_at is null`
 
 const LOCK_SQL = `
-select i.tenant_id, i.id, i.service, i.workflow, i.bundle_id::text, s.active_bundle_id::text, i.status, i.revision, i.facts, i.rule_state
+select i.tenant_id, i.id, i.service, i.workflow, i.bundle_id::text, s.active_bundle_id::text, i.status, i.revision, i.facts, i.facts_version, i.rule_state
 from praxis.instances i join praxis.services s on s.tenant_id = i.tenant_id and s.name = i.service
 where i.tenant_id = $1 and i.id = $2
 for no key update of i`
@@ -63,7 +65,7 @@ with fin as (
   update praxis.invocations v set status = r.status, output = r.output, failure = r.failure, attempts = greatest(v.attempts, r.attempts), finished_at = now()
   from rows from (jsonb_to_recordset($3) as (id uuid, status text, output jsonb, failure jsonb, attempts int)) with ordinality as r(id, status, output, failure, attempts, ord)
   where v.tenant_id = $1 and v.id = r.id and v.status = 'pending' returning v.*, r.ord)
-select i.tenant_id, i.id, i.service, i.workflow, i.bundle_id::text, s.active_bundle_id::text, i.status, i.revision, i.facts, i.rule_state,
+select i.tenant_id, i.id, i.service, i.workflow, i.bundle_id::text, s.active_bundle_id::text, i.status, i.revision, i.facts, i.facts_version, i.rule_state,
   coalesce((select json_agg(row_to_json(fin) order by fin.ord) from fin), '[]') as finished,
   coalesce((select jsonb_agg(jsonb_build_object('id', e.id::text, 'kind', e.kind, 'payload', e.payload, 'at', floor(extract(epoch from e.created_at) * 1000)) order by e.id)
             from praxis.events e where e.tenant_id = i.tenant_id and e.instance_id = i.id and e.consumed_at is null), '[]') as pending
@@ -104,6 +106,8 @@ export interface EvaluationWrite {
   bundleId: string
   status: LockedInstance['status']
   facts: Record<string, Json>
+  /** The facts' version, when this evaluation migrated them (else the stored one stays). */
+  factsVersion?: number | null
   ruleState: Record<string, boolean>
   result: Json | null
   error: Json | null
@@ -138,6 +142,7 @@ export const STEP_PARAMS = {
   ended: 'boolean',
   reprocessed: 'jsonb',
   keepOutcome: 'boolean',
+  factsVersion: 'int',
   // The optimistic fused step's guard (both null on a locked instance): the revision the evaluation
   // read, and the invocation results it records (one, or a micro-batch's: [{ id, status, output,
   // failure, attempts }]).
@@ -153,6 +158,7 @@ export function stepValues(w: EvaluationWrite, guard?: { expectedRevision: numbe
     tenant: w.tenantId, instance: w.instanceId, facts: JSON.stringify(w.facts), ruleState: JSON.stringify(w.ruleState), status: w.status,
     result: JSON.stringify(w.result), error: JSON.stringify(w.error), bundle: w.bundleId, timeline: JSON.stringify(w.timeline), calls: JSON.stringify(w.calls),
     consumed: w.consumedEventIds, ended: w.ended, reprocessed: w.reprocessed?.length ? JSON.stringify(w.reprocessed) : null, keepOutcome: w.keepOutcome === true,
+    factsVersion: w.factsVersion ?? null,
     expectedRevision: guard?.expectedRevision ?? null,
     results: guard ? JSON.stringify(resultRows(guard.results)) : null,
   }
@@ -194,12 +200,12 @@ export const STEP_PARTS: readonly (readonly [string, (p: StepParams) => string])
   ['inst', (p) => `
   update praxis.instances set facts = ${p.facts}, rule_state = ${p.ruleState}, status = ${p.status},
     result = case when ${p.keepOutcome} then result else ${p.result} end, error = case when ${p.keepOutcome} then error else ${p.error} end,
-    bundle_id = ${p.bundle}, revision = revision + 1, updated_at = now()
+    bundle_id = ${p.bundle}, facts_version = coalesce(${p.factsVersion}, facts_version), revision = revision + 1, updated_at = now()
   where tenant_id = ${p.tenant} and id = ${p.instance}
     and (${p.expectedRevision} is null or (revision = ${p.expectedRevision} and exists (select 1 from lk)
       and not exists (select 1 from praxis.events e where e.tenant_id = ${p.tenant} and e.instance_id = ${p.instance} and e.consumed_at is null)))
     and (${p.results} is null or (select count(*) from fin) = jsonb_array_length(${p.results}))
-  returning revision, service, workflow`],
+  returning revision, service, workflow, facts_version`],
   ['tl', (p) => `
   insert into praxis.timeline (tenant_id, instance_id, revision, kind, rule, data)
   select ${p.tenant}, ${p.instance}, inst.revision, t.kind, t.rule, coalesce(t.data, '{}')
@@ -241,7 +247,7 @@ export const STEP_FIGURES = `(select revision from inst) as revision, (select co
   case when exists (select 1 from fin) and not exists (select 1 from inst) then praxis.instance_moved() end as moved`
 
 const READ_SQL = `
-select i.tenant_id, i.id, i.service, i.workflow, i.bundle_id::text, s.active_bundle_id::text, i.status, i.revision, i.facts, i.rule_state,
+select i.tenant_id, i.id, i.service, i.workflow, i.bundle_id::text, s.active_bundle_id::text, i.status, i.revision, i.facts, i.facts_version, i.rule_state,
   coalesce((select jsonb_agg(jsonb_build_object('id', e.id::text, 'kind', e.kind, 'payload', e.payload, 'at', floor(extract(epoch from e.created_at) * 1000)) order by e.id)
             from praxis.events e where e.tenant_id = i.tenant_id and e.instance_id = i.id and e.consumed_at is null), '[]') as pending
 from praxis.instances i join praxis.services s on s.tenant_id = i.tenant_id and s.name = i.service
@@ -257,11 +263,11 @@ export async function readInstance(client: Queryable, tenantId: string, instance
 export interface ParentLink { instanceId: string; invocationId: string }
 
 /** Inserts a new instance (or returns the one with the same idempotency key). */
-export async function insertInstance(client: Queryable, row: { tenantId: string; service: string; workflow: string; bundleId: string; facts: Record<string, Json>; idempotencyKey: string | null; parent?: ParentLink | null }): Promise<{ id: string; created: boolean }> {
+export async function insertInstance(client: Queryable, row: { tenantId: string; service: string; workflow: string; bundleId: string; facts: Record<string, Json>; factsVersion?: number; idempotencyKey: string | null; parent?: ParentLink | null }): Promise<{ id: string; created: boolean }> {
   const inserted = await client.query<{ id: string }>(
-    `insert into praxis.instances (tenant_id, service, workflow, bundle_id, facts, idempotency_key, parent_instance_id, parent_invocation_id) values ($1, $2, $3, $4, $5, $6, $7, $8)
+    `insert into praxis.instances (tenant_id, service, workflow, bundle_id, facts, idempotency_key, parent_instance_id, parent_invocation_id, facts_version) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
      on conflict (tenant_id, service, workflow, idempotency_key) where idempotency_key is not null do nothing returning id`,
-    [row.tenantId, row.service, row.workflow, row.bundleId, JSON.stringify(row.facts), row.idempotencyKey, row.parent?.instanceId ?? null, row.parent?.invocationId ?? null],
+    [row.tenantId, row.service, row.workflow, row.bundleId, JSON.stringify(row.facts), row.idempotencyKey, row.parent?.instanceId ?? null, row.parent?.invocationId ?? null, row.factsVersion ?? 1],
   )
   if (inserted.rows[0]) return { id: inserted.rows[0].id, created: true }
   const existing = await client.query<{ id: string }>('select id from praxis.instances where tenant_id = $1 and service = $2 and workflow = $3 and idempotency_key = $4', [row.tenantId, row.service, row.workflow, row.idempotencyKey])
@@ -276,6 +282,8 @@ export interface InstanceView {
   status: LockedInstance['status']
   revision: number
   facts: Record<string, Json>
+  /** The version of the workflow's facts schema the facts are in. */
+  factsVersion: number
   result: Json | null
   error: Json | null
   bundleVersion: number
@@ -283,7 +291,7 @@ export interface InstanceView {
   updatedAt: string
 }
 
-const VIEW = `select i.id, i.workflow, i.service, i.status, i.revision, i.facts, i.result, i.error, b.version as "bundleVersion", i.created_at as "createdAt", i.updated_at as "updatedAt"
+const VIEW = `select i.id, i.workflow, i.service, i.status, i.revision, i.facts, i.facts_version as "factsVersion", i.result, i.error, b.version as "bundleVersion", i.created_at as "createdAt", i.updated_at as "updatedAt"
   from praxis.instances i join praxis.bundles b on b.tenant_id = i.tenant_id and b.id = i.bundle_id`
 
 export async function getInstance(client: Queryable, tenantId: string, id: string): Promise<InstanceView | null> {
