@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApi } from '../platform/api/index.js'
 import { findBadString, findTooDeep } from '../platform/api/edge.js'
 import { runAdmin } from '../platform/cli/admin.js'
+import { runWorker } from '../platform/cli/worker.js'
 import { loadConfig } from '../platform/config.js'
 import { BundleCache, Evaluator } from '../platform/engine/index.js'
 import { createApiKey, createPool, createTenant, keyMatches, listApiKeys, listTenants, revokeApiKey, tenantForKey, tenantIdFromName } from '../platform/store/index.js'
@@ -174,8 +175,19 @@ describe('the admin CLI', () => {
     const lines: string[] = []
     const down = { ...loadConfig({}), databaseUrl: undefined, embeddedPort: 1 }
     await expect(runAdmin(down, 'tenants', { positionals: ['list'] }, (l) => lines.push(l))).rejects.toMatchObject({
-      code: 'PRX_DATABASE_UNAVAILABLE', message: expect.stringMatching(/start `praxis dev`.*or set DATABASE_URL/),
+      code: 'PRX_DATABASE_UNAVAILABLE', message: expect.stringMatching(/^praxis tenants cannot reach .*Start `praxis dev`.*or set DATABASE_URL/),
     })
+    // A worker that cannot reach its database says which one it tried and what to check; on main
+    // it threw pg's bare "connect ECONNREFUSED 127.0.0.1:1".
+    await expect(runWorker(down, ['test/fixtures/counter'], { tenant: 'acme' })).rejects.toMatchObject({
+      code: 'PRX_DATABASE_UNAVAILABLE',
+      message: expect.stringMatching(/^praxis worker cannot reach the embedded PostgreSQL of `praxis dev` \(127\.0\.0\.1:1\/praxis\): .*ECONNREFUSED.*Start `praxis dev`.*PRAXIS_PG_PORT \(this command tried 1\).*DATABASE_URL/),
+    })
+    const wrong = new URL(p.db.url)
+    wrong.password = 'not-the-password'
+    const refused = await runWorker({ ...loadConfig({}), databaseUrl: wrong.toString() }, ['test/fixtures/counter'], { tenant: 'acme' }).then(() => null, (error: Error) => error)
+    expect(refused?.message).toMatch(/^praxis worker cannot reach the PostgreSQL of DATABASE_URL \(127\.0\.0\.1:\d+\/[\w-]+\): .*The user or password is refused: check the credentials in DATABASE_URL/)
+    expect(refused?.message).not.toContain('not-the-password')
     await expect(admin('keys', ['create'])).rejects.toThrow(/needs --tenant/)
     await expect(admin('keys', ['frobnicate'])).rejects.toThrow(/unknown command praxis keys frobnicate/)
   })

@@ -3,12 +3,14 @@
  * else the embedded PostgreSQL of a running `praxis dev`), never through the API, whose keys are
  * per tenant. Secrets are printed once, when a key is made.
  */
+import type pg from 'pg'
 import type { Config } from '../config.js'
 import { PraxisError } from '../errors.js'
 import {
-  createApiKey, createPool, createTenant, getTenantRetention, isRetentionDays, listApiKeys, listTenants, MAX_RETENTION_DAYS, migrate, purgeExpired, resolveRetention,
+  createApiKey, createTenant, getTenantRetention, isRetentionDays, listApiKeys, listTenants, MAX_RETENTION_DAYS, migrate, purgeExpired, resolveRetention,
   revokeApiKey, setTenantRetention, type RetentionKey, type TenantRetention,
 } from '../store/index.js'
+import { openCliDatabase } from './database.js'
 
 export interface AdminArgs {
   positionals: string[]; id?: string | undefined; tenant?: string | undefined; label?: string | undefined
@@ -35,7 +37,7 @@ function retentionValue(flag: string, text: string): number | null | 'default' {
 const shownDays = (value: number | null | undefined): string => (value === undefined ? '-' : value === null ? 'off' : String(value))
 
 /** `praxis tenants retention <tenant> [--finished-days N|off|default] … [--purge]`. */
-async function tenantRetention(pool: ReturnType<typeof createPool>, config: Config, tenantId: string | undefined, args: AdminArgs, out: (line: string) => void): Promise<number> {
+async function tenantRetention(pool: pg.Pool, config: Config, tenantId: string | undefined, args: AdminArgs, out: (line: string) => void): Promise<number> {
   if (!tenantId) throw new Error('praxis tenants retention needs a tenant id, e.g. praxis tenants retention acme [--finished-days 14] [--events-days 3] [--running-timeline-days off] [--purge]')
   const given = { finishedDays: args.finishedDays, eventsDays: args.eventsDays, runningTimelineDays: args.runningTimelineDays }
   const changes = Object.fromEntries(RETENTION_FLAGS.flatMap(([key, flag]) => (given[key] === undefined ? [] : [[key, retentionValue(flag, given[key])]])))
@@ -56,8 +58,8 @@ async function tenantRetention(pool: ReturnType<typeof createPool>, config: Conf
   return 0
 }
 
-/** Where `praxis dev`'s embedded PostgreSQL listens (its TCP port; the same URL its workers use). */
-export const adminDatabaseUrl = (config: Config): string => config.databaseUrl ?? `postgres://postgres:praxis@127.0.0.1:${config.embeddedPort}/praxis`
+/** Where the admin commands connect (platform/cli/database.ts). */
+export { cliDatabaseUrl as adminDatabaseUrl } from './database.js'
 
 const date = (d: Date | null): string => (d ? d.toISOString().replace(/\.\d+Z$/, 'Z') : '-')
 
@@ -69,18 +71,8 @@ function table(rows: string[][]): string[] {
 /** Runs `praxis <group> <verb> …`; returns the exit code. */
 export async function runAdmin(config: Config, group: 'tenants' | 'keys', args: AdminArgs, out: (line: string) => void): Promise<number> {
   const [verb, ...rest] = args.positionals
-  const url = adminDatabaseUrl(config)
-  const pool = createPool(url, 2)
+  const pool = await openCliDatabase(config, `praxis ${group}`, 2)
   try {
-    try {
-      await pool.query('select 1')
-    } catch (error) {
-      const where = config.databaseUrl ? 'the PostgreSQL of DATABASE_URL' : `the embedded PostgreSQL of \`praxis dev\` on port ${config.embeddedPort}`
-      const fix = config.databaseUrl
-        ? 'check DATABASE_URL'
-        : 'start `praxis dev` (or `npm start`) in another terminal and run this again, or set DATABASE_URL to your PostgreSQL (and PRAXIS_PG_PORT if praxis dev uses another port)'
-      throw new PraxisError('PRX_DATABASE_UNAVAILABLE', `cannot reach ${where} (${(error as Error).message}): ${fix}`, { cause: error })
-    }
     await migrate(pool)
     if (group === 'tenants') {
       if (verb === 'create') {

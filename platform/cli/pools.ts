@@ -7,8 +7,8 @@ import path from 'node:path'
 import pino from 'pino'
 import type { Config } from '../config.js'
 import { formatEvent, Supervisor } from '../pools/index.js'
-import { createPool } from '../store/index.js'
-import { devDatabaseUrl, resolveWorkerTenant, type WorkerTenant } from './worker.js'
+import { cliDatabaseUrl, openCliDatabase } from './database.js'
+import { resolveWorkerTenant, type WorkerTenant } from './worker.js'
 
 export interface PoolsArgs extends WorkerTenant { min?: number | undefined; max?: number | undefined; idleMs?: number | undefined }
 
@@ -26,8 +26,8 @@ export async function runPools(config: Config, dirs: string[], args: PoolsArgs, 
     process.once('SIGINT', () => resolve())
     process.once('SIGTERM', () => resolve())
   })
-  const url = devDatabaseUrl(config)
-  const db = createPool(url, 2)
+  const url = cliDatabaseUrl(config)
+  const db = await openCliDatabase(config, 'praxis pools', 2)
   try {
     const tenantId = await resolveWorkerTenant(db, args)
     const t0 = Date.now()

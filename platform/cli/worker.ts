@@ -4,13 +4,11 @@ import pino from 'pino'
 import { qualifiedPool } from '../../sdk/index.js'
 import type { Config } from '../config.js'
 import { loadService, startWorker, WORKER_READY } from '../pools/index.js'
-import { createPool, evaluateTask, tenantForKey } from '../store/index.js'
+import { evaluateTask, tenantForKey } from '../store/index.js'
+import { openCliDatabase } from './database.js'
 
 /** Signals this close to the first are the same request to stop. */
 const SAME_STOP_MS = 1000
-
-/** Where `praxis dev`'s embedded PostgreSQL listens, for workers started beside it. */
-export const devDatabaseUrl = (config: Config): string => config.databaseUrl ?? `postgres://postgres:praxis@127.0.0.1:${config.embeddedPort}/praxis`
 
 /** How the tenant was given: --tenant, --api-key, or (when neither flag is) PRAXIS_TENANT or PRAXIS_API_KEY. */
 export interface WorkerTenant { tenant?: string | undefined; apiKey?: string | undefined }
@@ -80,7 +78,7 @@ export async function runWorker(config: Config, dirs: string[], given: WorkerTen
     // Under a supervisor (`praxis pools`, `praxis dev`) stdin is its pipe: closed, the supervisor is gone.
     if (process.env.PRAXIS_SUPERVISED === '1') process.stdin.once('end', stop).once('error', stop).resume()
   })
-  const pool = createPool(devDatabaseUrl(config), config.workerConcurrency + 4)
+  const pool = await openCliDatabase(config, 'praxis worker', config.workerConcurrency + 4)
   try {
     const tenantId = await resolveWorkerTenant(pool, given)
     const worker = await startWorker({ pool, log, tenantId, functions, concurrency: config.workerConcurrency, leaseMs: config.leaseMs, limits: config.limits, retention: config.retention, caps: config.caps })
