@@ -12,6 +12,7 @@ import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { codegen } from '../codegen/index.js'
 import { walkReprocessing } from '../platform/engine/index.js'
+import { runReached } from './support/wait.js'
 import { startTestPlatform, TENANT, type TestPlatform } from './support/platform.js'
 
 const FIXTURE = path.resolve('test/fixtures/always-on')
@@ -45,17 +46,6 @@ const start = async (amount: number, done = false): Promise<string> => {
   const r = await p.request('POST', '/v1/workflows/order/instances', { input: { amount, done } })
   expect(r.status).toBe(201)
   return r.body.id as string
-}
-const run = async (id: string) => (await p.request('GET', `/v1/services/${SERVICE}/reprocessing/${id}`)).body
-/** Waits until a run is over and every evaluation it queued ran. */
-async function reached(id: string): Promise<Record<string, any>> {
-  const deadline = Date.now() + 30_000
-  for (;;) {
-    const r = await run(id)
-    if (r.status !== 'running' && r.evaluated >= r.queued) return r
-    if (Date.now() > deadline) throw new Error(`run ${id} did not finish: ${JSON.stringify(r)}`)
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
 }
 /** Waits until no event or call of the instance is left, then returns its facts. */
 async function settled(id: string): Promise<{ reviews: number; amount: number }> {
@@ -105,7 +95,7 @@ describe('always-on deploys', () => {
     const deployed = await p.deploy(dir)
     expect(deployed.status).toBe(201)
     expect(deployed.body).toMatchObject({ version: 2, reevaluating: 5, changes: [{ workflow: 'invoice', changed: [] }, { workflow: 'order', changed: ['check'] }] })
-    const done = await reached(deployed.body.reprocessing.id)
+    const done = await runReached(p, SERVICE, deployed.body.reprocessing.id)
     expect(done).toMatchObject({ status: 'done', total: 5, walked: 5, queued: 4, evaluated: 4, fired: 4, failed: 0 })
     const after = await Promise.all(ids.map(settled))
     expect(after.map((f) => f.reviews)).toEqual([0, 1, 1, 2, 2])
@@ -122,7 +112,7 @@ describe('always-on deploys', () => {
     const rolled = await p.request('POST', `/v1/services/${SERVICE}/rollback`, {})
     expect(rolled.status).toBe(201)
     expect(rolled.body).toMatchObject({ version: 3, from: 1, changes: [{ changed: [] }, { changed: ['check'] }] })
-    expect(await reached(rolled.body.reprocessing.id)).toMatchObject({ queued: 2, fired: 2 })
+    expect(await runReached(p, SERVICE, rolled.body.reprocessing.id)).toMatchObject({ queued: 2, fired: 2 })
     expect((await Promise.all(ids.map(settled))).map((f) => f.reviews)).toEqual([0, 1, 1, 3, 3])
     const manifestNow = (await p.request('GET', `/v1/services/${SERVICE}/deployments`)).body.deployments
     expect(manifestNow.map((d: { version: number; active: boolean }) => [d.version, d.active])).toContainEqual([3, true])

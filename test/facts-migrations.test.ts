@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { codegen } from '../codegen/index.js'
 import { buildBundle } from '../platform/engine/index.js'
 import { defineWorkflow } from '../sdk/index.js'
+import { runReached } from './support/wait.js'
 import { startTestPlatform, TENANT, type TestPlatform } from './support/platform.js'
 
 const FIXTURE = path.resolve('test/fixtures/migrations')
@@ -69,16 +70,6 @@ async function body(): Promise<{ code: string; manifest: unknown }> {
   const { code } = await buildBundle(dir)
   return { code, manifest: JSON.parse(await readFile(path.join(dir, 'generated', 'manifest.json'), 'utf8')) }
 }
-/** Waits until a run is over and every evaluation it queued ran. */
-async function reached(id: string): Promise<Record<string, any>> {
-  const deadline = Date.now() + 30_000
-  for (;;) {
-    const r = (await p.request('GET', `/v1/services/${SERVICE}/reprocessing/${id}`)).body
-    if (r.status !== 'running' && r.evaluated >= r.queued) return r
-    if (Date.now() > deadline) throw new Error(`run ${id} did not finish: ${JSON.stringify(r)}`)
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-}
 async function until<T>(what: string, read: () => Promise<T>, ok: (value: T) => boolean): Promise<T> {
   const deadline = Date.now() + 30_000
   for (;;) {
@@ -115,7 +106,7 @@ describe('facts migrations', () => {
     const deployed = await p.request('POST', `/v1/services/${SERVICE}/deployments`, v2)
     expect(deployed.status).toBe(201)
     expect(deployed.body.reevaluating).toBe(3)
-    const run = await reached(deployed.body.reprocessing.id)
+    const run = await runReached(p, SERVICE, deployed.body.reprocessing.id)
     expect(run).toMatchObject({ status: 'done', total: 3, walked: 3, queued: 3, evaluated: 3, failed: 1 })
 
     // Ada: migrated, then the new rule saw the new facts and its call's reaction ran.

@@ -14,6 +14,7 @@ import { codegen } from '../codegen/index.js'
 import { BundleCache, buildBundle, readGeneratedManifest } from '../platform/engine/index.js'
 import { ensureTenant } from '../platform/store/index.js'
 import type { ServiceManifest } from '../sdk/index.js'
+import { runReached } from './support/wait.js'
 import { startTestPlatform, type TestPlatform } from './support/platform.js'
 
 const ROOT = path.resolve(fileURLToPath(new URL('..', import.meta.url)))
@@ -176,16 +177,6 @@ describe('deploys use the manifest\'s fingerprints', () => {
     }
   }
 
-  /** Waits until a deploy's background run has walked every instance and its queued evaluations ran. */
-  async function reached(body: { service: string; reprocessing: { id: string } | null }, key?: string): Promise<{ queued: number; fired: number }> {
-    const deadline = Date.now() + 30_000
-    for (;;) {
-      const run = (await p.request('GET', `/v1/services/${body.service}/reprocessing/${body.reprocessing!.id}`, undefined, key)).body
-      if (run.status === 'done' && run.evaluated >= run.queued) return run
-      if (Date.now() > deadline) throw new Error(`reprocessing run ${body.reprocessing!.id} did not finish: ${JSON.stringify(run)}`)
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
-  }
 
   /** The rules that fired after the last deploy reached the instance. */
   const firedSinceDeploy = (timeline: Entry[]): string[] => {
@@ -226,7 +217,7 @@ describe('deploys use the manifest\'s fingerprints', () => {
     expect(second.status).toBe(201)
     expect(second.body).toMatchObject({ version: 2, created: true, reevaluating: 2 })
     expect(deployed(second.body)).toEqual(v2)
-    expect(await reached(second.body)).toMatchObject({ queued: 2, fired: 2 })
+    expect(await runReached(p, second.body.service, second.body.reprocessing.id)).toMatchObject({ queued: 2, fired: 2 })
     for (const id of ids) {
       const { facts, timeline } = await settled(id, 'acme')
       expect(firedSinceDeploy(timeline)).toEqual(['audit'])
@@ -240,7 +231,7 @@ describe('deploys use the manifest\'s fingerprints', () => {
     const third = await p.deploy(dir)
     // No rule added or changed: no old work to reach, so no instance is even evaluated.
     expect(third.body).toMatchObject({ version: 3, created: true, reevaluating: 0 })
-    expect(await reached(third.body)).toMatchObject({ queued: 0, fired: 0 })
+    expect(await runReached(p, third.body.service, third.body.reprocessing.id)).toMatchObject({ queued: 0, fired: 0 })
     for (const [n, id] of ids.entries()) {
       const { facts, timeline } = await settled(id, 'acme')
       expect(timeline.length).toBe(before[n])
@@ -309,7 +300,7 @@ describe('deploys use the manifest\'s fingerprints', () => {
     const upgraded = await post({ code, manifest })
     expect(upgraded.body).toMatchObject({ version: 2, created: true, reevaluating: 0 })
     expect(deployed(upgraded.body)).toEqual(Object.fromEntries(manifest.workflows.flatMap((w) => w.rules.map((r) => [`${w.name}.${r.name}`, r.fingerprint]))))
-    expect(await reached(upgraded.body, apiKey)).toMatchObject({ queued: 0 })
+    expect(await runReached(p, upgraded.body.service, upgraded.body.reprocessing.id, apiKey)).toMatchObject({ queued: 0 })
     const after = await settled(id, 'older', apiKey)
     expect(after.timeline.length).toBe(before.timeline.length)
     expect(after.facts).toMatchObject({ bumps: 1, notes: 1, audits: 1 })
@@ -319,7 +310,7 @@ describe('deploys use the manifest\'s fingerprints', () => {
     await fingerprints(dir)
     const changedRule = await post({ code: (await buildBundle(dir)).code, manifest: await readGeneratedManifest(dir) })
     expect(changedRule.body).toMatchObject({ version: 3, created: true })
-    expect(await reached(changedRule.body, apiKey)).toMatchObject({ queued: 1, fired: 1 })
+    expect(await runReached(p, changedRule.body.service, changedRule.body.reprocessing.id, apiKey)).toMatchObject({ queued: 1, fired: 1 })
     const last = await settled(id, 'older', apiKey)
     expect(firedSinceDeploy(last.timeline)).toEqual(['audit'])
     expect(last.facts).toMatchObject({ bumps: 1, notes: 1, audits: 11 })

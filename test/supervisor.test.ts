@@ -19,17 +19,12 @@ import { buildBundle, readGeneratedManifest } from '../platform/engine/index.js'
 import { desiredWorkers, formatEvent, groupPools, loadService, Supervisor, type PoolLoad, type ScalePolicy, type SupervisorEvent } from '../platform/pools/index.js'
 import { createTestDatabase, type TestDatabase } from './support/database.js'
 import { silent, startTestPlatform, TENANT, type TestPlatform } from './support/platform.js'
+import { until } from './support/wait.js'
 
 /** Worker processes start slowly on a loaded machine (tsx, isolated-vm): the e2e tests wait long. */
 const E2E_MS = 300_000
-
-async function until(check: () => boolean | Promise<boolean>, what: string | (() => Promise<string>), timeoutMs = 120_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === 'string' ? what : await what()}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
-}
+/** How long one wait for workers may take. */
+const WAIT_MS = 120_000
 
 /** Keeps an event; with TEST_LOG set, prints it too. */
 function record(events: SupervisorEvent[], event: SupervisorEvent): void {
@@ -141,7 +136,7 @@ describe('the supervisor, with real worker processes', () => {
       const rows = await workerRows()
       most = Math.max(most, rows.length)
       return rows.length === 3 && supervisor.status()[0]!.ready === 3
-    }, '3 registered workers')
+    }, '3 registered workers', WAIT_MS)
     const ups = events.filter((e) => e.kind === 'scale')
     expect(ups.map((e) => e.kind === 'scale' && [e.from, e.to])).toEqual([[1, 2], [2, 3]])
     expect(ups.every((e) => e.kind === 'scale' && /jobs waiting|oldest job/.test(e.reason))).toBe(true)
@@ -150,10 +145,10 @@ describe('the supervisor, with real worker processes', () => {
     // Open the gate: every instance completes, the pool goes idle, and it scales down to min.
     writeFileSync(path.join(markers, 'open'), '')
     await until(async () => (await p.db.pool.query("select count(*)::int as n from praxis.instances where tenant_id = $1 and workflow = 'gated' and status = 'running'", [TENANT])).rows[0].n === 0,
-      async () => `every instance to end; jobs left: ${JSON.stringify((await p.db.pool.query('select attempts, max_attempts, locked_by, last_error from graphile_worker._private_jobs')).rows)}`)
+      async () => `every instance to end; jobs left: ${JSON.stringify((await p.db.pool.query('select attempts, max_attempts, locked_by, last_error from graphile_worker._private_jobs')).rows)}`, WAIT_MS)
     const { rows: ended } = await p.db.pool.query("select status, count(*)::int as n from praxis.instances where tenant_id = $1 and workflow = 'gated' group by status", [TENANT])
     expect(ended).toEqual([{ status: 'completed', n: 50 }])
-    await until(async () => (await workerRows()).length === 1 && supervisor.status()[0]!.ready === 1, 'scaling down to min')
+    await until(async () => (await workerRows()).length === 1 && supervisor.status()[0]!.ready === 1, 'scaling down to min', WAIT_MS)
     // Down one step at a time, each after the pool was idle (a job coming back meanwhile may bring one up again).
     const downs = events.filter((e) => e.kind === 'scale' && e.to < e.from)
     expect(downs.length).toBeGreaterThanOrEqual(2)
@@ -182,15 +177,15 @@ describe('the supervisor, with real worker processes', () => {
     const [victim] = supervisor.status()[0]!.pids
     const [victimId] = supervisor.status()[0]!.workerIds
     process.kill(victim!, 'SIGKILL')
-    await until(() => events.some((e) => e.kind === 'exited' && e.pid === victim && !e.expected), 'the death to be seen')
+    await until(() => events.some((e) => e.kind === 'exited' && e.pid === victim && !e.expected), 'the death to be seen', WAIT_MS)
     expect(formatEvent(events.find((e) => e.kind === 'exited' && e.pid === victim)!)).toBe(`gated:gate: worker ${victim} died (signal SIGKILL); restarting it in 0.1 s`)
     await supervisor.ready()
-    await until(() => supervisor.status()[0]!.ready === 1, 'a replacement worker')
+    await until(() => supervisor.status()[0]!.ready === 1, 'a replacement worker', WAIT_MS)
     const [replacement] = supervisor.status()[0]!.workerIds
     expect(replacement).not.toBe(victimId)
     expect(events.filter((e) => e.kind === 'spawned').map((e) => e.kind === 'spawned' && e.cause)).toEqual(['start', 'restart'])
     // The killed worker's row goes once its lease runs out (the replacement's sweeper): one worker, the new one.
-    await until(async () => JSON.stringify((await workerRows()).map((r) => r.id)) === JSON.stringify([replacement]), 'the dead worker swept')
+    await until(async () => JSON.stringify((await workerRows()).map((r) => r.id)) === JSON.stringify([replacement]), 'the dead worker swept', WAIT_MS)
     await supervisor.stop()
     expect(await workerRows()).toEqual([])
   }, E2E_MS)
@@ -204,7 +199,7 @@ describe('the supervisor, with real worker processes', () => {
     })
     onTestFinished(() => supervisor.stop())
     await supervisor.start()
-    await until(() => events.some((e) => e.kind === 'crash-loop'), 'a crash loop to be reported')
+    await until(() => events.some((e) => e.kind === 'crash-loop'), 'a crash loop to be reported', WAIT_MS)
     const deaths = events.filter((e) => e.kind === 'exited')
     expect(deaths.slice(0, 3).map((e) => e.kind === 'exited' && [e.expected, e.wasReady, e.restartInMs])).toEqual([[false, false, 100], [false, false, 200], [false, false, 400]])
     const loop = events.find((e) => e.kind === 'crash-loop')!
@@ -259,7 +254,7 @@ describe('praxis dev', () => {
     const deployed = await call('POST', '/v1/services/gated/deployments', { code: (await buildBundle('test/fixtures/gated')).code, manifest })
     expect(deployed.status).toBe(201)
     expect(deployed.body.unservedPools).toEqual(['gated:gate'])
-    await until(() => lines.some((l) => l.startsWith('note: service gated is deployed to tenant "dev", but praxis dev was not started with its folder')), 'the note on gated')
+    await until(() => lines.some((l) => l.startsWith('note: service gated is deployed to tenant "dev", but praxis dev was not started with its folder')), 'the note on gated', WAIT_MS)
 
     dev.kill('SIGTERM')
     expect(await exited).toBe(0)

@@ -14,6 +14,7 @@ import { createInterface } from 'node:readline'
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import { buildBundle, readGeneratedManifest } from '../platform/engine/index.js'
 import { createApiKey, createTenant } from '../platform/store/index.js'
+import { until } from './support/wait.js'
 import { startTestPlatform, TENANT, type TestPlatform } from './support/platform.js'
 
 let p: TestPlatform
@@ -24,13 +25,6 @@ beforeAll(async () => {
 })
 afterAll(async () => p?.close())
 
-async function until(check: () => boolean | Promise<boolean>, what: string | (() => string), timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === 'string' ? what : what()}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
-}
 
 const timelineOf = async (id: string, key?: string) => (await p.request('GET', `/v1/instances/${id}/timeline?limit=1000`, undefined, key)).body.entries as { kind: string; rule: string | null; data: any }[]
 const unservedEntries = async (id: string, key?: string) => (await timelineOf(id, key)).filter((e) => e.kind === 'pool.unserved')

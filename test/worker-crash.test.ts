@@ -10,6 +10,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, expect, it, onTestFinished } from 'vitest'
+import { until } from './support/wait.js'
 import { startTestPlatform, type TestPlatform } from './support/platform.js'
 
 let p: TestPlatform
@@ -21,13 +22,6 @@ beforeAll(async () => {
 })
 afterAll(async () => p?.close())
 
-async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
-}
 
 /**
  * Starts crashy in a child worker process, kills it while slowStep runs, then lets a worker of
