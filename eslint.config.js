@@ -1,4 +1,4 @@
-// Lint: typescript-eslint's recommended rules, plus the layering of DESIGN.md enforced as imports.
+// Lint: typescript-eslint's recommended rules, plus the layering of docs/architecture.md ("Layout") enforced as imports.
 import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 

@@ -32,7 +32,7 @@
  * | PRAXIS_MAX_RETRY_DELAY_MS | 86400000 | longest retry delay | PRX_LIMIT_RETRY |
  * | PRAXIS_MAX_FUNCTION_TIMEOUT_MS | 3600000 | longest function timeout | PRX_LIMIT_TIMEOUT |
  *
- * Retention of finished data (platform/store/retention.ts; README "Retention"): each tenant's
+ * Retention of finished data (platform/store/retention.ts; docs/architecture.md, "Storage and retention"): each tenant's
  * workers purge it by age in a graphile-worker cron job. Days may be fractions; `off` keeps the
  * data for ever. A tenant's own settings (`praxis tenants retention`) override the three days.
  *

@@ -1,5 +1,5 @@
 /**
- * Forward-chaining semantics (DESIGN.md, "Engine semantics"), with no database: small fixture
+ * Forward-chaining semantics (docs/architecture.md, "When a rule fires"), with no database: small fixture
  * services under test/fixtures are bundled and loaded, and `chain` runs on them directly.
  */
 import path from 'node:path'

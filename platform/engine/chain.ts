@@ -1,5 +1,5 @@
 /**
- * Forward chaining to a fixpoint, the heart of an evaluation (DESIGN.md, "Engine semantics").
+ * Forward chaining to a fixpoint, the heart of an evaluation (docs/architecture.md, "When a rule fires").
  * Pure over its inputs: no database, so the semantics are testable on their own.
  *
  * - A rule fires when its match *becomes* true (edge-triggered): `ruleState[fingerprint]` keeps

@@ -1,5 +1,5 @@
 /**
- * The evaluation transaction (DESIGN.md, "Engine semantics"): lock the instance, run the handlers
+ * The evaluation transaction (docs/architecture.md, "The step: one evaluation"): lock the instance, run the handlers
  * of its events, forward-chain, then write facts, timeline, invocations and their jobs, and mark
  * the events consumed, in one commit. Both the worker (fused step) and evaluate jobs call it.
  *
