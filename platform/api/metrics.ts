@@ -25,6 +25,8 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Metric
 import { PraxisError } from '../errors.js'
 import { readMetrics, type MetricsRead } from '../queue/index.js'
 import { parseTask } from '../store/index.js'
+import { operation } from './openapi.js'
+import { MetricsText } from './responses.js'
 
 export interface MetricsOptions {
   /** The operator's bearer token for GET /metrics (PRAXIS_METRICS_TOKEN). Unset: loopback only. */
@@ -270,12 +272,26 @@ export function registerMetrics(app: FastifyInstance, pool: pg.Pool, options: Pa
   const metrics = new PraxisMetrics(pool, settings)
   // A read in progress finishes before the API closes (its caller may end the pool next).
   app.addHook('onClose', async () => metrics.idle())
-  app.get('/metrics', async (request, reply) => {
+  const text = { description: 'every series, in Prometheus\' text format', schema: MetricsText, contentType: 'text/plain' }
+  app.get('/metrics', {
+    schema: operation({
+      operationId: 'operatorMetrics', summary: "The operator's metrics: every tenant's series and the process's", tags: ['operations'], auth: 'operator',
+      description: 'Queues, live workers and finished invocations per tenant and pool, read from PostgreSQL at most once a second, and the API process\'s default metrics. '
+        + 'Needs the operator token (PRAXIS_METRICS_TOKEN); while none is configured, answers only loopback requests no proxy forwarded.',
+      ok: { 200: text },
+    }),
+  }, async (request, reply) => {
     checkOperator(request, settings.token)
     const text = await metrics.operatorText()
     return reply.header('content-type', metrics.contentType).header('cache-control', 'no-store').send(text)
   })
-  app.get('/v1/metrics', async (request, reply) => {
+  app.get('/v1/metrics', {
+    schema: operation({
+      operationId: 'tenantMetrics', summary: "Your tenant's metrics", tags: ['operations'], auth: 'tenant',
+      description: 'The series labelled with your tenant only (queues, live workers, finished invocations per pool); no process metrics.',
+      ok: { 200: { ...text, description: "your tenant's series, in Prometheus' text format" } },
+    }),
+  }, async (request, reply) => {
     if (!request.tenantId) throw new PraxisError('PRX_UNAUTHORIZED', 'missing API key: send Authorization: Bearer <key>')
     const text = await metrics.tenantText(request.tenantId)
     return reply.header('content-type', metrics.contentType).header('cache-control', 'no-store').send(text)

@@ -28,7 +28,7 @@ export const TENANT = 'acme'
 export async function startTestPlatform(): Promise<TestPlatform> {
   const db = await createTestDatabase()
   const { apiKey } = await ensureTenant(db.pool, TENANT)
-  const api = await buildApi({ pool: db.pool, databaseUrl: db.url, log: pino({ level: process.env.TEST_LOG ?? 'silent' }) })
+  const api = await buildApi({ pool: db.pool, databaseUrl: db.url, log: pino({ level: process.env.TEST_LOG ?? 'silent' }), checkResponses: true })
   await api.ready()
   const workers: WorkerHandle[] = []
   const platform: TestPlatform = {
