@@ -36,6 +36,12 @@ export interface StaticRule {
   hasError: boolean
   /** `file:line` of the chain, from the current folder. */
   location: string
+  /**
+   * The chain's syntax: `rule(name)` and the functions given to `match`, `action`, `reaction` and
+   * `error` (a reference to a function of the service's own files is followed to it). For the
+   * fact-path check (fact-paths.ts); not part of the fingerprint.
+   */
+  nodes: { root: ts.Node; match: ts.Node | null; action: ts.Node | null; reaction: ts.Node | null; error: ts.Node | null }
 }
 
 /** The fingerprint of a rule: its name, priority and match (as its bundle describes them) and the digest of its code. */
@@ -46,6 +52,7 @@ export function ruleFingerprint(rule: { name: string; priority: number; conditio
 
 interface Chain {
   root: ts.CallExpression
+  match: ts.Node | null
   sections: { action: ts.Node | null; reaction: ts.Node | null; error: ts.Node | null }
 }
 
@@ -120,7 +127,30 @@ export class SourceDigests {
       hasReaction: chain.sections.reaction !== null,
       hasError: chain.sections.error !== null,
       location: where(chain.root),
+      nodes: {
+        root: chain.root,
+        match: this.#functionOf(chain.match),
+        action: this.#functionOf(chain.sections.action),
+        reaction: this.#functionOf(chain.sections.reaction),
+        error: this.#functionOf(chain.sections.error),
+      },
     }
+  }
+
+  /** The function a section or match is given as: inline, or a const / function declaration it names. */
+  #functionOf(node: ts.Node | null): ts.Node | null {
+    if (!node) return null
+    let current = unwrap(node)
+    for (let hops = 0; ts.isIdentifier(current) && hops < 20; hops++) {
+      let symbol = this.#checker.getSymbolAtLocation(current)
+      if (symbol && symbol.flags & ts.SymbolFlags.Alias) symbol = this.#checker.getAliasedSymbol(symbol)
+      const declaration = symbol?.valueDeclaration
+      if (!declaration || !this.#own(declaration.getSourceFile().fileName)) break
+      if (ts.isFunctionDeclaration(declaration)) return declaration
+      if (!ts.isVariableDeclaration(declaration) || !declaration.initializer) break
+      current = unwrap(declaration.initializer)
+    }
+    return current
   }
 
   #digest(sections: Chain['sections']): string {
@@ -292,8 +322,12 @@ function methodName(call: ts.CallExpression): string | null {
 function chainOf(action: ts.CallExpression): Chain | null {
   let receiver = unwrap((unwrap(action.expression) as ts.PropertyAccessExpression).expression)
   let matched = false
+  let match: ts.Node | null = null
   while (ts.isCallExpression(receiver) && (methodName(receiver) === 'match' || methodName(receiver) === 'priority')) {
-    if (methodName(receiver) === 'match') matched = true
+    if (methodName(receiver) === 'match') {
+      matched = true
+      match = receiver.arguments[0] ?? null
+    }
     receiver = unwrap((unwrap(receiver.expression) as ts.PropertyAccessExpression).expression)
   }
   if (!matched || !ts.isCallExpression(receiver) || receiver.arguments.length === 0) return null
@@ -309,7 +343,7 @@ function chainOf(action: ts.CallExpression): Chain | null {
     sections[name] = next.arguments[0] ?? null
     current = next
   }
-  return { root: receiver, sections }
+  return { root: receiver, match, sections }
 }
 
 /** Wrappers with no runtime meaning of their own: parentheses (the token stream brackets every node), type assertions, `!`. */

@@ -17,11 +17,12 @@ import { BundleCache, buildBundle, serviceManifest, type Manifest } from '../pla
 import { byCodePoint, ServiceManifest } from '../sdk/manifest.js'
 import { formatIssues } from '../sdk/context.js'
 import { emitClient, emitFunctions, emitWorkflows, type EmitContext } from './emit.js'
-import { CodegenError } from './errors.js'
+import { CodegenError, FactPathError } from './errors.js'
+import { checkFactPaths } from './fact-paths.js'
 import { ruleFingerprint } from './fingerprint.js'
 import { readService, type Located, type StaticWorkflow } from './static.js'
 
-export { CodegenError } from './errors.js'
+export { CodegenError, FactPathError, formatFactPathIssue, type FactPathIssue } from './errors.js'
 
 export interface CodegenOptions {
   /** The service folder (its `workflows.ts` and `functions.ts`). */
@@ -121,6 +122,10 @@ export async function codegen(options: CodegenOptions): Promise<CodegenResult> {
     manifest = withSourceFingerprints(serviceManifest(loaded.manifest, functions, sources), loaded.manifest, source.workflows)
     const rules = manifest.workflows.reduce((n, w) => n + w.rules.length, 0)
     progress(`  ${manifest.workflows.length} workflow${manifest.workflows.length === 1 ? '' : 's'}, ${rules} rule${rules === 1 ? '' : 's'} fingerprinted`)
+    // A match on a path the facts cannot hold never fires: refuse it here, where deploy and dev run too.
+    const issues = checkFactPaths(manifest, source.workflows)
+    if (issues.length > 0) throw new FactPathError(issues)
+    progress(`  fact paths of ${rules} rule${rules === 1 ? '' : 's'} checked against the facts schemas`)
   }
   files.set(path.join(GENERATED, 'workflows.ts'), emitWorkflows(manifest, ctx))
   files.set(path.join(GENERATED, 'client.ts'), emitClient(manifest, ctx))

@@ -8,8 +8,9 @@ import { z } from 'zod'
 import { recordingContext, type Command } from './context.js'
 import {
   buildCondition, conditionPaths, defineFunction, defineWorkflow, DefinitionError, rule,
-  type CallInfo, type Condition, type Failure, type SdkErrorCode,
+  type CallInfo, type Condition, type Failure, type PathValue, type Paths, type SdkErrorCode,
 } from './index.js'
+import { factPathProblem } from './paths.js'
 
 /** Facts as `z.output` of a facts schema gives them to the builder. */
 type Facts = {
@@ -209,6 +210,148 @@ describe('match types', () => {
     build((f) => f.tags.contains(1))
     // the right types compile
     build((f) => f.all(f.stage.eq('new'), f.encoded.lte(f.chunkCount), f.tags.contains(f.name), f.video.bytes.gte(1)))
+  })
+})
+
+/** Facts with every kind of nesting a path can go through. */
+type Deep = {
+  stage: 'new' | 'done'
+  translated: Record<string, Record<string, string>>
+  items: { sku: string; qty: number }[]
+  byKey: Record<string, string[]>
+  pair: [string, number]
+  video?: { uri: string; meta?: { codec: string } | undefined } | undefined
+  note: string | null
+  shape: { kind: 'circle'; r: number } | { kind: 'square'; side: number }
+}
+
+describe('fact path types (PathValue, Paths, ctx.set / ctx.setPath)', () => {
+  it('PathValue walks nested records, arrays by index, records of arrays, tuples, optional fields and unions', () => {
+    expectTypeOf<PathValue<{ translated: Record<string, Record<string, string>> }, 'translated.fi.3'>>().toEqualTypeOf<string>()
+    expectTypeOf<PathValue<Deep, 'translated.fi'>>().toEqualTypeOf<Record<string, string>>()
+    expectTypeOf<PathValue<Deep, 'translated.fi.3'>>().toEqualTypeOf<string>()
+    expectTypeOf<PathValue<Deep, 'items.0'>>().toEqualTypeOf<{ sku: string; qty: number }>()
+    expectTypeOf<PathValue<Deep, 'items.12.qty'>>().toEqualTypeOf<number>()
+    expectTypeOf<PathValue<Deep, 'byKey.fi'>>().toEqualTypeOf<string[]>()
+    expectTypeOf<PathValue<Deep, 'byKey.fi.2'>>().toEqualTypeOf<string>()
+    expectTypeOf<PathValue<Deep, 'pair.1'>>().toEqualTypeOf<number>()
+    expectTypeOf<PathValue<Deep, 'video.uri'>>().toEqualTypeOf<string>()
+    expectTypeOf<PathValue<Deep, 'video.meta.codec'>>().toEqualTypeOf<string>()
+    expectTypeOf<PathValue<Deep, 'note'>>().toEqualTypeOf<string | null>()
+    expectTypeOf<PathValue<Deep, 'shape.r'>>().toEqualTypeOf<number>()
+    expectTypeOf<PathValue<Deep, 'shape.kind'>>().toEqualTypeOf<'circle' | 'square'>()
+    expectTypeOf<PathValue<Deep, `translated.${string}.${number}`>>().toEqualTypeOf<string>()
+    // not paths of Deep
+    expectTypeOf<PathValue<Deep, 'stagee'>>().toBeNever()
+    expectTypeOf<PathValue<Deep, 'items.first'>>().toBeNever()
+    expectTypeOf<PathValue<Deep, 'stage.length'>>().toBeNever()
+    expectTypeOf<PathValue<Deep, 'video.url'>>().toBeNever()
+  })
+
+  it('Paths lists fields, record keys, array indexes and the fields of union members', () => {
+    expectTypeOf<'translated.fi.3'>().toExtend<Paths<Deep>>()
+    expectTypeOf<'items.0.qty'>().toExtend<Paths<Deep>>()
+    expectTypeOf<'byKey.fi.2'>().toExtend<Paths<Deep>>()
+    expectTypeOf<'video.meta.codec'>().toExtend<Paths<Deep>>()
+    expectTypeOf<'shape.side'>().toExtend<Paths<Deep>>()
+    expectTypeOf<'stagee'>().not.toExtend<Paths<Deep>>()
+    expectTypeOf<'items.first'>().not.toExtend<Paths<Deep>>()
+    expectTypeOf<'stage.x'>().not.toExtend<Paths<Deep>>()
+    expectTypeOf<'video.url'>().not.toExtend<Paths<Deep>>()
+  })
+
+  it('ctx.setPath and ctx.set take valid paths with values of their types, without casts, and refuse the rest', () => {
+    const commands: Command[] = []
+    const ctx = recordingContext<Deep>(commands, 'test')
+    const lang: string = 'fi'
+    const n: number = 3
+    const key: string = 'k'
+    ctx.setPath('translated.fi.3', 'kolme')
+    ctx.setPath(`translated.${lang}.${n}`, 'kolme')
+    ctx.setPath(`items.${n}.qty`, 2)
+    ctx.setPath(`byKey.${key}.${n}`, 'x')
+    ctx.setPath('video.meta.codec', 'h265')
+    ctx.set({ 'translated.fi.3': 'kolme', 'video.uri': 's3://x', 'items.0': { sku: 'a', qty: 1 }, 'shape.r': 2 })
+    // @ts-expect-error a nested record entry holds a string
+    ctx.setPath('translated.fi.3', 3)
+    // @ts-expect-error a nested record entry holds a string, not a record
+    ctx.setPath(`translated.${lang}.${n}`, { x: 'y' })
+    // @ts-expect-error `stagee` is not a fact
+    ctx.setPath('stagee', 'new')
+    // @ts-expect-error array elements are reached by index, not by name
+    ctx.setPath('items.first', { sku: 'a', qty: 1 })
+    // @ts-expect-error `qty` is a number
+    ctx.setPath('items.0.qty', '2')
+    // @ts-expect-error items have no `sku2`
+    ctx.setPath('items.0.sku2', 'a')
+    // @ts-expect-error strings have no fields
+    ctx.setPath('stage.x', 'y')
+    // @ts-expect-error video has no field `url`
+    ctx.set({ 'video.url': 'x' })
+    expect(commands[0]).toEqual({ op: 'set', patch: { 'translated.fi.3': 'kolme' } })
+  })
+
+  it('the match builder reaches array elements by index', () => {
+    const items = buildCondition<Deep>((f) => f.items[0]!.sku.eq('a'))
+    expect(items).toEqual(leaf('items.0.sku', 'equal', 'a'))
+    // @ts-expect-error items hold objects: `sku` is a string
+    buildCondition<Deep>((f) => f.items[0]!.sku.eq(1))
+  })
+})
+
+describe('factPathProblem: a path against a facts schema in JSON Schema', () => {
+  const schema = z.toJSONSchema(z.object({
+    stage: z.enum(['new', 'done']).default('new'),
+    translated: z.record(z.string(), z.record(z.string(), z.string())).default({}),
+    items: z.array(z.object({ sku: z.string(), qty: z.number() })),
+    byKey: z.record(z.string(), z.array(z.string())),
+    sizes: z.partialRecord(z.enum(['small', 'large']), z.number()),
+    pair: z.tuple([z.string(), z.number()]),
+    video: z.object({ uri: z.string(), meta: z.object({ codec: z.string() }).nullish() }).optional(),
+    note: z.string().nullable(),
+    shape: z.discriminatedUnion('kind', [z.object({ kind: z.literal('circle'), r: z.number() }), z.object({ kind: z.literal('square'), side: z.number() })]),
+    either: z.union([z.object({ a: z.string() }), z.object({ b: z.string() })]),
+    extra: z.looseObject({ known: z.string() }),
+    anything: z.unknown(),
+  }), { io: 'input', unrepresentable: 'any' })
+
+  it('accepts valid paths through records, arrays, tuples, wrappers and unions', () => {
+    for (const path of ['stage', 'translated', 'translated.fi', 'translated.fi.3', 'items', 'items.0', 'items.12.qty', 'byKey.fi.2', 'sizes.small',
+      'pair.1', 'video', 'video.uri', 'video.meta.codec', 'note', 'shape.kind', 'shape.r', 'shape.side', 'either.a', 'either.b', 'extra.known', 'extra.whatever.below',
+      'anything.at.all']) {
+      expect(factPathProblem(schema, path), path).toBeNull()
+    }
+  })
+
+  it('names the first segment that is not in the schema, and the closest known name', () => {
+    expect(factPathProblem(schema, 'stagee')).toEqual(expect.objectContaining({ valid: 0, reason: 'the facts schema has no field "stagee"', suggestion: 'stage' }))
+    expect(factPathProblem(schema, 'video.urii')).toEqual(expect.objectContaining({ valid: 1, reason: 'video has no field "urii"', suggestion: 'uri', known: ['meta', 'uri'] }))
+    expect(factPathProblem(schema, 'video.meta.codek')).toEqual(expect.objectContaining({ valid: 2, suggestion: 'codec' }))
+    expect(factPathProblem(schema, 'items.first')?.reason).toMatch(/^items is an array: its elements are reached by index \(items\.0\)/)
+    expect(factPathProblem(schema, 'items.0.skus')).toEqual(expect.objectContaining({ valid: 2, suggestion: 'sku' }))
+    expect(factPathProblem(schema, 'stage.x')?.reason).toBe('stage holds a string, which has no fields')
+    expect(factPathProblem(schema, 'translated.fi.3.x')?.reason).toBe('translated.fi.3 holds a string, which has no fields')
+    expect(factPathProblem(schema, 'sizes.medium')).toEqual(expect.objectContaining({ valid: 1, reason: 'sizes has no key "medium" (its keys are "small", "large")' }))
+    expect(factPathProblem(schema, 'pair.2')?.reason).toBe('pair holds 2 items, so it has no index 2')
+    expect(factPathProblem(schema, 'shape.radius')).toEqual(expect.objectContaining({ valid: 1, known: ['kind', 'r', 'side'] }))
+    expect(factPathProblem(schema, 'either.c')).toEqual(expect.objectContaining({ valid: 1, known: ['a', 'b'] }))
+    expect(factPathProblem(schema, 'note.x')?.reason).toBe('note holds a string or null, which has no fields')
+    expect(factPathProblem(schema, 'zzzzzz')?.suggestion).toBeUndefined()
+  })
+
+  it('a prefix with children (a template with a computed rest) must hold an object, record or array', () => {
+    expect(factPathProblem(schema, 'translated', { children: true })).toBeNull()
+    expect(factPathProblem(schema, 'items', { children: true })).toBeNull()
+    expect(factPathProblem(schema, 'stage', { children: true })?.reason).toBe('stage holds a string, which has no fields')
+    expect(factPathProblem(schema, 'stagee', { children: true })?.suggestion).toBe('stage')
+  })
+
+  it('follows local $refs (recursive schemas) and takes what it cannot read as valid', () => {
+    const tree = { type: 'object', properties: { node: { $ref: '#/$defs/Node' } }, $defs: { Node: { type: 'object', properties: { name: { type: 'string' }, child: { $ref: '#/$defs/Node' } } } } }
+    expect(factPathProblem(tree, 'node.child.child.name')).toBeNull()
+    expect(factPathProblem(tree, 'node.child.nam')?.suggestion).toBe('name')
+    expect(factPathProblem({ type: 'object', properties: { x: { $ref: 'https://elsewhere' } } }, 'x.y.z')).toBeNull()
+    expect(factPathProblem({}, 'any.path')).toBeNull()
   })
 })
 

@@ -53,9 +53,12 @@ export interface ArrayOps<E> {
   notContains(value: Operand<E>): Condition
 }
 
-/** The builder for one path; object paths expose their fields. Tuples `[T]` stop union distribution. */
+/**
+ * The builder for one path; object paths expose their fields, array paths their elements by index
+ * (`f.items[0].sku`, the path `items.0.sku`). Tuples `[T]` stop union distribution.
+ */
 export type PathNode<T> = [T] extends [readonly (infer E)[]]
-  ? LeafOps<T> & ArrayOps<E> & PathRef<T>
+  ? LeafOps<T> & ArrayOps<E> & PathRef<T> & { readonly [index: number]: PathNode<NonNullable<E>> }
   : [T] extends [number] ? LeafOps<T> & OrderOps<number> & PathRef<T>
   : [T] extends [Record<string, unknown>] ? { readonly [K in keyof T & string]-?: PathNode<NonNullable<T[K]>> } & LeafOps<T> & PathRef<T>
   : LeafOps<T> & PathRef<T>

@@ -98,6 +98,40 @@ export async function app(): Promise<string> {
     expect(diagnostics[0]!.text).toMatch(/Property 'uri' does not exist/)
   })
 
+  it('types ctx.setPath and ctx.set into nested records, arrays and records of arrays without casts', () => {
+    const nested = (body: string) => `export const nested = defineWorkflow({
+  name: 'nested',
+  input: z.object({}),
+  facts: z.object({
+    translated: z.record(z.string(), z.record(z.string(), z.string())).default({}),
+    items: z.array(z.object({ sku: z.string(), qty: z.number() })).default([]),
+    reviews: z.record(z.string(), z.array(z.object({ ok: z.boolean() }))).default({}),
+    owner: z.object({ email: z.string().nullable() }).optional(),
+  }),
+  init: () => ({}),
+  rules: (rule) => [
+    rule('t').match((f) => f.items[0]!.sku.exists())
+      .action((_facts, ctx) => {
+${body}
+      }),
+  ],
+})`
+    const accepted = compile(nested(`        const lang: string = 'fi'
+        const n: number = 3
+        ctx.setPath('translated.fi.3', 'kolme')
+        ctx.setPath(\`translated.\${lang}.\${n}\`, 'kolme')
+        ctx.setPath(\`items.\${n}.qty\`, 2)
+        ctx.setPath(\`reviews.\${lang}.0.ok\`, true)
+        ctx.setPath('owner.email', null)
+        ctx.set({ 'translated.fi.3': 'kolme', 'items.0': { sku: 'a', qty: 1 } })`))
+    expect(accepted.map((d) => d.text)).toEqual([])
+    const refused = compile(nested(`        ctx.setPath('translated.fi.3', 3)
+        ctx.setPath('items.first', { sku: 'a', qty: 1 })
+        ctx.setPath('items.0.qty', '2')`))
+    expect(refused.map((d) => d.line)).toEqual([14, 15, 16])
+    expect(refused[0]!.text).toMatch(/Argument of type 'number' is not assignable to parameter of type 'string'/)
+  })
+
   it('rejects a client start with a wrong input, and a signal the workflow does not declare', () => {
     const diagnostics = compile(`export async function app(): Promise<void> {
   const client = createPublishingClient({ url: 'http://localhost:3000', apiKey: 'k' })

@@ -4,6 +4,7 @@ import { PraxisError } from '../errors.js'
 import { startReprocessing } from '../queue/index.js'
 import { getActiveBundle, getBundleByVersion, insertBundle, invokeTask, lockService, rollback, type BundleRow } from '../store/index.js'
 import { jsonEqual } from '../../sdk/facts.js'
+import { factPathProblem } from '../../sdk/paths.js'
 import type { Json } from '../../sdk/match.js'
 import { FINGERPRINT_SCHEME, SOURCE_FINGERPRINT, type ManifestFunction, type ServiceManifest } from '../../sdk/manifest.js'
 import type { Limits } from '../config.js'
@@ -78,11 +79,29 @@ async function validate(bundles: BundleCache, tenantId: string, service: string,
   // As the bundle describes itself: names, priorities, matches, and fingerprints from its code.
   const validated = await bundles.load(tenantId, service, code, codeHash)
   const described: Manifest = validated.manifest
+  checkMatchPaths(service, described)
   if (generated) {
     checkGenerated(described, generated)
     for (const fn of generated.functions) checkFunction(tenantId, service, fn, bundles.limits)
   }
   return { validated, described }
+}
+
+/**
+ * Every path a rule's match reads must exist in its workflow's facts schema: a match on another
+ * path never turns true, and the instance would wait for ever. Codegen refuses such a path at its
+ * line; this catches bundles that did not go through it (no manifest, or built by hand).
+ */
+function checkMatchPaths(service: string, described: Manifest): void {
+  for (const workflow of described.workflows) {
+    for (const rule of workflow.rules) {
+      for (const path of rule.paths) {
+        const problem = factPathProblem(workflow.factsSchema, path)
+        if (!problem) continue
+        throw new PraxisError('PRX_BUNDLE_INVALID', `rule ${JSON.stringify(rule.name)} of workflow ${workflow.name} (service ${service}) matches on fact path ${JSON.stringify(path)}, which is not in the facts schema (${problem.reason}${problem.suggestion ? `; did you mean ${JSON.stringify(problem.suggestion)}?` : ''}): such a match never turns true. Fix the path or add the field to the facts schema; \`praxis codegen <service-dir>\` names the line`, { details: { workflow: workflow.name, rule: rule.name, ...problem, known: problem.known.slice(0, 50) } })
+      }
+    }
+  }
 }
 
 /** What a deploy would do, without doing it (`praxis deploy --dry-run`). */
