@@ -8,6 +8,7 @@
  * a pure function; the class is the processes around it.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
+import path from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import type pg from 'pg'
@@ -118,8 +119,9 @@ export function groupPools(services: readonly LoadedService[]): PoolSpec[] {
 /** What happened, as it happens: `formatEvent` makes a line of it. */
 export type SupervisorEvent =
   | { kind: 'scale'; pool: string; from: number; to: number; reason: string }
-  | { kind: 'spawned'; pool: string; pid: number | undefined; cause: 'start' | 'scale-up' | 'restart' }
+  | { kind: 'spawned'; pool: string; pid: number | undefined; cause: 'start' | 'scale-up' | 'restart' | 'reload' }
   | { kind: 'ready'; pool: string; pid: number | undefined; workerId: string; ms: number }
+  /** `restartInMs` is absent when the worker is not started again: it was stopped (`expected`), or it was a new worker of `restartService` that died before it was ready. */
   | { kind: 'exited'; pool: string; pid: number | undefined; code: number | null; signal: string | null; expected: boolean; wasReady: boolean; restartInMs?: number }
   | { kind: 'crash-loop'; pool: string; failures: number; retryInMs: number; maxRetryMs: number; last: string }
   | { kind: 'not-ready'; pool: string; pid: number | undefined; ms: number }
@@ -128,6 +130,13 @@ export interface SupervisorOptions {
   tenantId: string
   /** Service folders; their functions' pools are supervised. */
   dirs: string[]
+  /**
+   * The pools to keep workers for, instead of learning them by importing the services'
+   * functions.ts here (`praxis dev` reads them from each service's generated manifest, as it does
+   * again after a change: a changed module cannot be imported again in the same process). May be
+   * empty: `restartService` adds pools later.
+   */
+  pools?: PoolSpec[]
   /** Where the workers connect (passed to them as DATABASE_URL). */
   databaseUrl: string
   /** A pool to sample queues with; without it the supervisor opens (and closes) its own. */
@@ -168,6 +177,8 @@ interface Slot {
   readyAt: number
   timer: NodeJS.Timeout | null
   exited: Promise<void>
+  /** A new worker of `restartService`, not ready yet: dying, it fails the restart instead of being started again. */
+  candidate: boolean
 }
 
 interface PoolState {
@@ -178,7 +189,26 @@ interface PoolState {
   scaledAt: number
   /** Deaths in a row that were not of a stable worker. */
   failures: number
+  /** Its service's workers are being replaced (`restartService`): not scaled meanwhile. */
+  restarting: boolean
 }
+
+/** What `restartService` did. */
+export interface ServiceRestart {
+  /** True when the new workers serve the service's pools and the old ones have exited. */
+  ok: boolean
+  /** The service's pools now (on failure: the pools it had, still served by the old workers). */
+  pools: string[]
+  /** New worker processes ready, and old ones stopped. */
+  started: number
+  stopped: number
+  /** On failure, what happened: a new worker's exit before it was ready (its error is on stderr). */
+  error?: string
+  ms: number
+}
+
+/** A new worker's fate, as `restartService` waits for it. */
+type SlotNews = { slot: Slot; what: 'ready' } | { slot: Slot; what: 'died'; detail: string } | { slot: null; what: 'stopping' }
 
 /** A pool's workers now. */
 export interface PoolStatus { pool: string; dirs: string[]; ready: number; starting: number; restarting: number; stopping: number; workerIds: string[]; pids: number[] }
@@ -196,6 +226,8 @@ export class Supervisor {
   private stopping = false
   private readyWaiters: (() => void)[] = []
   private sampleFailing = false
+  private readonly slotWatchers = new Set<(news: SlotNews) => void>()
+  private readonly restarting = new Set<string>()
 
   constructor(options: SupervisorOptions) {
     this.options = options
@@ -217,9 +249,8 @@ export class Supervisor {
   async start(): Promise<PoolSpec[]> {
     if (this.started) throw new Error('the supervisor is already started')
     this.started = true
-    const services = await Promise.all(this.options.dirs.map((d) => loadService(d)))
-    const specs = groupPools(services)
-    if (specs.length === 0) throw new Error(`no functions found in ${this.options.dirs.join(', ')}: a service exports its defineFunction(...) values from functions.ts`)
+    const specs = this.options.pools ? [...this.options.pools].sort((a, b) => (a.pool < b.pool ? -1 : 1)) : groupPools(await Promise.all(this.options.dirs.map((d) => loadService(d))))
+    if (specs.length === 0 && !this.options.pools) throw new Error(`no functions found in ${this.options.dirs.join(', ')}: a service exports its defineFunction(...) values from functions.ts`)
     this.db = this.options.db ?? null
     if (!this.db) {
       this.db = createPool(this.options.databaseUrl, 2)
@@ -227,7 +258,7 @@ export class Supervisor {
     }
     const now = Date.now()
     for (const spec of specs) {
-      const state: PoolState = { spec, slots: [], busyAt: now, scaledAt: now, failures: 0 }
+      const state: PoolState = { spec, slots: [], busyAt: now, scaledAt: now, failures: 0, restarting: false }
       this.pools.set(spec.pool, state)
       for (let i = 0; i < this.policy.min; i++) this.spawn(state, 'start')
     }
@@ -257,6 +288,7 @@ export class Supervisor {
     if (this.stopping) return
     this.stopping = true
     if (this.sampler) clearTimeout(this.sampler)
+    for (const watch of [...this.slotWatchers]) watch({ slot: null, what: 'stopping' })
     const exits: Promise<void>[] = []
     for (const state of this.pools.values()) {
       for (const slot of [...state.slots]) exits.push(this.retire(state, slot))
@@ -269,6 +301,98 @@ export class Supervisor {
     for (const resolve of this.readyWaiters.splice(0)) resolve()
     await this.sampling
     if (this.ownDb) await this.db?.end()
+  }
+
+  /**
+   * Replaces the workers of the service in `dir` with new processes, which load its code as it is
+   * now (its functions, or a file they import, changed). `pools` are the service's pools now (each
+   * naming `dir`); for each, `min` new workers start beside the old ones, which keep serving.
+   * Once every new one is ready, the old ones get SIGTERM (each lets its running functions finish
+   * and takes no new job) and it resolves when they have exited: from then on every job of the
+   * service runs the new code. A pool the service no longer has loses its workers; a new one gets
+   * its own. If a new worker dies before it is ready (or is not ready within `readyTimeoutMs`),
+   * the new ones are stopped and the old ones keep serving: `ok` is false and `error` says what
+   * happened (the worker's own error is on stderr). The service's pools are not scaled meanwhile.
+   */
+  async restartService(dir: string, pools: readonly PoolSpec[]): Promise<ServiceRestart> {
+    const t0 = Date.now()
+    const abs = path.resolve(dir)
+    if (!this.started) throw new Error('restartService: the supervisor is not started')
+    if (this.restarting.has(abs)) throw new Error(`restartService: the workers of ${dir} are already being restarted`)
+    const mine = (spec: PoolSpec): boolean => spec.dirs.some((d) => path.resolve(d) === abs)
+    for (const spec of pools) {
+      if (!mine(spec)) throw new Error(`restartService: pool ${spec.pool} does not name ${dir} among its folders`)
+      const other = this.pools.get(spec.pool)
+      if (other && !mine(other.spec)) throw new Error(`restartService: pool ${spec.pool} is served by ${other.spec.dirs.join(', ')}, not ${dir}`)
+    }
+    const before = [...this.pools.values()].filter((s) => mine(s.spec))
+    if (this.stopping) return { ok: false, pools: before.map((s) => s.spec.pool), started: 0, stopped: 0, error: 'the supervisor is stopping', ms: 0 }
+    this.restarting.add(abs)
+    const now = Date.now()
+    // Per pool: its state, the spec to go back to on failure (null: a new pool), and its old workers.
+    const plan = pools.map((spec) => {
+      const existing = this.pools.get(spec.pool)
+      const state: PoolState = existing ?? { spec, slots: [], busyAt: now, scaledAt: now, failures: 0, restarting: true }
+      if (!existing) this.pools.set(spec.pool, state)
+      const plan = { state, previous: existing ? existing.spec : null, old: [...state.slots] }
+      state.restarting = true
+      state.spec = { ...spec, dirs: [...spec.dirs] }
+      return plan
+    })
+    const gone = before.filter((s) => !pools.some((p) => p.pool === s.spec.pool))
+    for (const state of gone) state.restarting = true
+
+    // Watch for the new workers before spawning them: one can be ready (or die) before spawn returns.
+    const pending = new Set<Slot>()
+    let resolveOutcome!: (error: string | null) => void
+    const outcome = new Promise<string | null>((resolve) => { resolveOutcome = resolve })
+    const watch = (news: SlotNews): void => {
+      if (news.what === 'stopping') return resolveOutcome('the supervisor is stopping')
+      if (!pending.has(news.slot)) return
+      if (news.what === 'died') return resolveOutcome(news.detail)
+      pending.delete(news.slot)
+      if (pending.size === 0) resolveOutcome(null)
+    }
+    this.slotWatchers.add(watch)
+    const fresh: { state: PoolState; slot: Slot }[] = []
+    for (const { state } of plan) {
+      for (let i = 0; i < this.policy.min; i++) {
+        const slot = this.spawn(state, 'reload', undefined, true)
+        fresh.push({ state, slot })
+        if (slot.state !== 'ready') pending.add(slot)
+      }
+    }
+    if (pending.size === 0) resolveOutcome(null)
+    const error = await outcome
+    this.slotWatchers.delete(watch)
+
+    try {
+      if (error !== null) {
+        // The old workers keep serving; the new ones go, and the pools' specs go back.
+        await Promise.all(fresh.map(({ state, slot }) => this.retire(state, slot)))
+        for (const { state, previous } of plan) {
+          if (previous) state.spec = previous
+          else if (state.slots.length === 0) this.pools.delete(state.spec.pool)
+        }
+        return { ok: false, pools: before.map((s) => s.spec.pool), started: 0, stopped: 0, error, ms: Date.now() - t0 }
+      }
+      for (const { slot } of fresh) slot.candidate = false
+      const retiring: Promise<void>[] = []
+      for (const { state, old } of plan) for (const slot of old) retiring.push(this.retire(state, slot))
+      for (const state of gone) for (const slot of [...state.slots]) retiring.push(this.retire(state, slot))
+      await Promise.all(retiring)
+      for (const state of gone) this.pools.delete(state.spec.pool)
+      for (const { state } of plan) {
+        state.failures = 0
+        state.scaledAt = Date.now()
+      }
+      this.checkReady()
+      return { ok: !this.stopping, pools: plan.map((p) => p.state.spec.pool), started: fresh.length, stopped: retiring.length, ...(this.stopping ? { error: 'the supervisor is stopping' } : {}), ms: Date.now() - t0 }
+    } finally {
+      for (const { state } of plan) state.restarting = false
+      for (const state of gone) state.restarting = false
+      this.restarting.delete(abs)
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -289,7 +413,11 @@ export class Supervisor {
     return state.slots.filter((s) => s.state !== 'stopping')
   }
 
-  private spawn(state: PoolState, cause: 'start' | 'scale-up' | 'restart', slot?: Slot): void {
+  private notify(news: SlotNews): void {
+    for (const watch of [...this.slotWatchers]) watch(news)
+  }
+
+  private spawn(state: PoolState, cause: 'start' | 'scale-up' | 'restart' | 'reload', slot?: Slot, candidate = false): Slot {
     const { spec } = state
     const child = spawn(process.execPath, ['--no-node-snapshot', BIN, 'worker', ...spec.dirs, '--tenant', this.tenantId, '--pool', spec.pool], {
       env: { ...process.env, ...this.options.env, DATABASE_URL: this.options.databaseUrl, PRAXIS_SUPERVISED: '1' },
@@ -298,7 +426,7 @@ export class Supervisor {
     })
     let resolveExit!: () => void
     const exited = new Promise<void>((resolve) => { resolveExit = resolve })
-    const s: Slot = slot ?? { state: 'starting', child: null, pid: undefined, workerId: null, spawnedAt: 0, readyAt: 0, timer: null, exited }
+    const s: Slot = slot ?? { state: 'starting', child: null, pid: undefined, workerId: null, spawnedAt: 0, readyAt: 0, timer: null, exited, candidate }
     Object.assign(s, { state: 'starting', child, pid: child.pid, workerId: null, spawnedAt: Date.now(), readyAt: 0, timer: null, exited })
     if (!slot) state.slots.push(s)
     this.emit({ kind: 'spawned', pool: spec.pool, pid: child.pid, cause })
@@ -317,6 +445,7 @@ export class Supervisor {
         s.workerId = ready[1]!
         s.readyAt = Date.now()
         this.emit({ kind: 'ready', pool: spec.pool, pid: child.pid, workerId: s.workerId, ms: s.readyAt - s.spawnedAt })
+        this.notify({ slot: s, what: 'ready' })
         this.checkReady()
         return
       }
@@ -338,6 +467,7 @@ export class Supervisor {
       this.options.log.error({ pool: spec.pool, error: error.message }, 'could not start a worker process')
       onGone(null, null)
     })
+    return s
   }
 
   private exited(state: PoolState, slot: Slot, child: ChildProcess, code: number | null, signal: string | null): void {
@@ -348,6 +478,13 @@ export class Supervisor {
     if (slot.state === 'stopping' || this.stopping) {
       state.slots.splice(state.slots.indexOf(slot), 1)
       this.emit({ kind: 'exited', pool, pid: child.pid, code, signal, expected: true, wasReady })
+      return
+    }
+    // A new worker of restartService that never got ready: the restart fails, the old workers serve on.
+    if (slot.candidate && !wasReady) {
+      state.slots.splice(state.slots.indexOf(slot), 1)
+      this.emit({ kind: 'exited', pool, pid: child.pid, code, signal, expected: false, wasReady })
+      this.notify({ slot, what: 'died', detail: `a new worker of ${pool} (pid ${child.pid}) exited with ${signal ? `signal ${signal}` : `exit code ${code}`} before it was ready` })
       return
     }
     // Died on its own: restart it, at once if it had run a while, with a growing delay if not.
@@ -411,6 +548,7 @@ export class Supervisor {
     if (this.stopping) return
     const now = Date.now()
     for (const state of this.pools.values()) {
+      if (state.restarting) continue
       const sample = samples.get(state.spec.pool) ?? { depth: 0, oldestAgeMs: 0, running: 0 }
       if (sample.depth > 0 || sample.running > 0) state.busyAt = now
       const live = this.live(state)
@@ -440,12 +578,13 @@ export function formatEvent(event: SupervisorEvent): string {
   const pid = 'pid' in event && event.pid !== undefined ? `worker ${event.pid}` : 'a worker'
   switch (event.kind) {
     case 'scale': return `${event.pool}: ${event.from} → ${event.to} worker${event.to === 1 ? '' : 's'} (${event.reason})`
-    case 'spawned': return `${event.pool}: starting ${pid}${event.cause === 'restart' ? ' again' : ''}`
+    case 'spawned': return `${event.pool}: starting ${pid}${event.cause === 'restart' ? ' again' : event.cause === 'reload' ? ' with the service\'s new code' : ''}`
     case 'ready': return `${event.pool}: ${pid} ready (${event.workerId}, ${secs(event.ms)})`
     case 'not-ready': return `${event.pool}: ${pid} not ready after ${secs(event.ms)}; killing it`
     case 'exited': {
       const how = event.signal ? `signal ${event.signal}` : `exit code ${event.code}`
       if (event.expected) return `${event.pool}: ${pid} stopped (${how})`
+      if (event.restartInMs === undefined) return `${event.pool}: ${pid} died (${how}${event.wasReady ? '' : ', before it was ready'})`
       return `${event.pool}: ${pid} died (${how}${event.wasReady ? '' : ', before it was ready'}); restarting it in ${secs(event.restartInMs ?? 0)}`
     }
     case 'crash-loop':
