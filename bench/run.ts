@@ -21,6 +21,9 @@
  *     wait under a backlog vs none, fair share between fairness keys (and tenants) under a flood vs
  *     none and vs fair share defeated, the retry delay vs the scheduled one (its own embedded
  *     PostgreSQL; BENCH_QUEUE_* sizes, listed at its top).
+ *  8. cli (bench/cli.ts): whole-process time of `praxis --help`, `praxis start --help`, `praxis
+ *     inspect <id>` (against an API in this process) and `praxis start`, next to `node -e 0`
+ *     (BENCH_CLI_RUNS; BENCH_CLI_COMPARE=<another checkout> measures its CLI too).
  * The steps bench runs rule code as production does: in the worker's and the API's tenant isolates.
  *
  * `-- --only steps,match,sandbox,codegen` runs some of them (PostgreSQL starts only for steps).
@@ -48,10 +51,11 @@ import { benchSandbox, type Target } from './sandbox.js'
 import { benchRetention } from './retention.js'
 import { benchQueue } from './queue.js'
 import { benchReprocess } from './reprocess.js'
+import { benchCli } from './cli.js'
 import { stepTimes } from './fixtures/steps/functions.js'
 
 const json = process.argv.includes('--json')
-const BENCHES = ['steps', 'match', 'sandbox', 'codegen', 'retention', 'queue', 'reprocess']
+const BENCHES = ['steps', 'match', 'sandbox', 'codegen', 'retention', 'queue', 'reprocess', 'cli']
 // `-- --only steps,codegen` runs some of them.
 const onlyArg = process.argv.find((a, i) => process.argv[i - 1] === '--only') ?? BENCHES.join(',')
 const only = new Set(onlyArg.split(','))
@@ -105,6 +109,7 @@ async function main(): Promise<void> {
   if (only.has('retention')) await benchRetention(record, progress)
   if (only.has('queue')) await benchQueue(record, progress)
   if (only.has('reprocess')) await benchReprocess(record, progress)
+  if (only.has('cli')) await benchCli(record, progress)
   if (json) for (const r of rows) process.stdout.write(JSON.stringify(r) + '\n')
   else printTable()
 }

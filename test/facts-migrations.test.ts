@@ -11,6 +11,7 @@ import path from 'node:path'
 import { z } from 'zod'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { codegen } from '../codegen/index.js'
+import { printPreview } from '../platform/cli/deploys.js'
 import { buildBundle } from '../platform/engine/index.js'
 import { defineWorkflow } from '../sdk/index.js'
 import { runReached } from './support/wait.js'
@@ -102,6 +103,11 @@ describe('facts migrations', () => {
     expect(preview.body.migrations).toEqual([{ workflow: 'profile', to: 2, running: 3, finished: 0 }])
     // The new rule's reach cannot be counted over facts of version 1 (they have no `first`).
     expect(preview.body.changes).toEqual([{ workflow: 'profile', added: ['tag'], changed: [], removed: [] }])
+    // `praxis deploy --dry-run` prints it.
+    const printed: string[] = []
+    printPreview(preview.body, (line) => printed.push(line))
+    expect(printed).toContain('  profile: facts migrated to version 2 on 3 running instances; an instance migrate fails on fails, the others go on')
+    expect(printed).toContain('  (rule counts are over the facts as they are now, before migration)')
 
     const deployed = await p.request('POST', `/v1/services/${SERVICE}/deployments`, v2)
     expect(deployed.status).toBe(201)
