@@ -24,7 +24,7 @@ import { existsSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { fileURLToPath, URL } from 'node:url'
 
-const SANDBOX = new Set(['dev', 'worker', 'codegen', 'deploy', 'check'])
+const SANDBOX = new Set(['dev', 'worker', 'codegen', 'deploy', 'check', 'init'])
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP']
 /** Set in the child to its parent's pid, so a grandchild (a worker of praxis dev) never takes it for its own. */
 const RELAYED = 'PRAXIS_SIGNALS_RELAYED_BY'

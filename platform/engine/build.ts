@@ -10,7 +10,7 @@ import { ServiceManifest } from '../../sdk/manifest.js'
 import { formatIssues } from '../../sdk/context.js'
 import { sha256 } from './bundle.js'
 
-const RUNTIME_ENTRY = fileURLToPath(new URL('../../sdk/runtime.ts', import.meta.url))
+const RUNTIME_ENTRY = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../../sdk/runtime.ts' : '../../sdk/runtime.js', import.meta.url))
 
 /** How every script that runs in a tenant isolate is built: one self-contained script, no Node APIs. */
 export const SANDBOX_SCRIPT = {

@@ -18,7 +18,7 @@ import { sampleQueues, type QueueSample } from '../queue/index.js'
 import { createPool } from '../store/index.js'
 import { loadService, type LoadedService } from './service.js'
 
-const BIN = fileURLToPath(new URL('../../bin/praxis.js', import.meta.url))
+const BIN = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../../bin/praxis.js' : '../../../bin/praxis.js', import.meta.url))
 
 /** What `praxis worker` prints on stdout once its worker is registered and taking jobs. */
 export const WORKER_READY = 'praxis worker ready:'
