@@ -5,12 +5,12 @@
  * PRAXIS_URL, a running `praxis dev`, HOST:PORT) and what it says when that server does not answer.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { cliEnv } from '../platform/cli/client.js'
+import { cliEnv, devDataDir } from '../platform/cli/client.js'
 import { loadConfig } from '../platform/config.js'
 import { startTestPlatform, type TestPlatform } from './support/platform.js'
 
@@ -27,10 +27,10 @@ function dataDir(): string {
   return dir
 }
 
-function cli(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<Ran> {
+function cli(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000, cwd?: string): Promise<Ran> {
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !STEERING.includes(k)))
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['bin/praxis.js', ...args], { env: { ...base, PRAXIS_DATA_DIR: dataDir(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [path.resolve('bin/praxis.js'), ...args], { env: { ...base, PRAXIS_DATA_DIR: dataDir(), ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...(cwd ? { cwd } : {}) })
     let stdout = ''
     let stderr = ''
     child.stdout!.on('data', (d: Buffer) => { stdout += d.toString() })
@@ -257,6 +257,21 @@ describe('server discovery', () => {
     expect(fallback.code, fallback.stderr).toBe(0)
   })
 
+  it('finds the praxis dev of the project from a folder inside it (its .praxis is in a folder above)', () => {
+    const project = mkdtempSync(path.join(tmpdir(), 'praxis-project-'))
+    try {
+      mkdirSync(path.join(project, '.praxis'))
+      writeFileSync(path.join(project, '.praxis', 'dev-server.json'), JSON.stringify({ url: 'http://127.0.0.1:1', pid: process.pid }) + '\n')
+      const inner = path.join(project, 'orders', 'generated')
+      mkdirSync(inner, { recursive: true })
+      expect(devDataDir({}, inner)).toBe(path.join(project, '.praxis'))
+      expect(devDataDir({}, project)).toBe('.praxis')
+      expect(devDataDir({ PRAXIS_DATA_DIR: '/elsewhere' }, inner)).toBe('/elsewhere')
+    } finally {
+      rmSync(project, { recursive: true, force: true })
+    }
+  })
+
   it("ignores the record of a praxis dev whose process has ended", async () => {
     const stale = devRecord({ url, pid: await deadPid() })
     const port = await closedPort()
@@ -288,6 +303,21 @@ describe('server discovery', () => {
     for (const PORT of ['abc', '70000', '1.5', '-1']) {
       expect(() => loadConfig({ PORT })).toThrow(/PORT/)
       expect(() => cliEnv({ PORT })).toThrow(/PORT/)
+    }
+  })
+})
+
+describe('the default service folders', () => {
+  it("codegen and check without folders take the project's services, as praxis dev finds them", async () => {
+    // A project holding one service a level down (under test/, so its relative SDK imports resolve).
+    const project = mkdtempSync(path.resolve('test', '.tmp-cli-project-'))
+    try {
+      cpSync('test/fixtures/counter', path.join(project, 'counter'), { recursive: true })
+      const ran = await cli(['codegen', '--json'], {}, 60_000, project)
+      expect(ran.code, ran.stderr).toBe(0)
+      expect(JSON.parse(ran.stdout).services.map((s: { service: string }) => s.service)).toEqual(['counter'])
+    } finally {
+      rmSync(project, { recursive: true, force: true })
     }
   })
 })
@@ -342,6 +372,8 @@ describe('praxis dev', () => {
     process.kill(-dev.pid!, 'SIGINT')
     expect(await exited, out).toBe(0)
     expect(out).toMatch(/^stopping: /m)
+    // The record went with the server.
+    expect(existsSync(path.join(dir, 'dev-server.json'))).toBe(false)
     const after = await cli(['inspect', JSON.parse(ran.stdout).id], { PRAXIS_DATA_DIR: dir, PORT: port })
     expect(after.code).toBe(1)
     expect(after.stderr).toMatch(/the default from HOST and PORT/)

@@ -19,7 +19,7 @@ import { cp, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/pro
 import path from 'node:path'
 import { createInterface } from 'node:readline'
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
-import { findServices } from '../platform/cli/dev.js'
+import { findServices } from '../platform/cli/services.js'
 import { Supervisor, type PoolSpec, type SupervisorEvent } from '../platform/pools/index.js'
 import { createTestDatabase, type TestDatabase } from './support/database.js'
 import { silent, startTestPlatform, TENANT } from './support/platform.js'

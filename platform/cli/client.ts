@@ -8,10 +8,11 @@
  *   1. `--server URL`
  *   2. `PRAXIS_URL`
  *   3. the running `praxis dev`: it writes `<PRAXIS_DATA_DIR>/dev-server.json` = { url, pid } once
- *      its API listens; used only while that pid is alive
+ *      its API listens; used only while that pid is alive (without PRAXIS_DATA_DIR, the nearest
+ *      `.praxis` folder with it in the current folder or above: see devDataDir)
  *   4. `http://HOST:PORT` from the environment (defaults 127.0.0.1 and 3000, as platform/config.ts)
  */
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 
@@ -36,8 +37,23 @@ export interface CliEnv { host: string; port: number; dataDir: string }
 
 export function cliEnv(env: NodeJS.ProcessEnv = process.env): CliEnv {
   const port = env.PORT === undefined ? 3000 : Number(env.PORT)
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid environment:\n  PORT: ${JSON.stringify(env.PORT)} is not a port (a whole number from 0 to 65535)\nfix it (see platform/config.ts) and run again`)
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid environment:\n  PORT: ${JSON.stringify(env.PORT)} is not a port (a whole number from 0 to 65535)\nfix it (docs/cli.md, "Environment variables") and run again`)
   return { host: env.HOST ?? '127.0.0.1', port, dataDir: env.PRAXIS_DATA_DIR ?? '.praxis' }
+}
+
+/**
+ * Where a running `praxis dev` keeps the files other commands read (its address, its API key):
+ * PRAXIS_DATA_DIR; else the nearest `.praxis` folder holding them, in `cwd` or a folder above it, so
+ * a command run inside a service folder finds the dev server its project runs; else `.praxis`.
+ */
+export function devDataDir(env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd()): string {
+  if (env.PRAXIS_DATA_DIR) return env.PRAXIS_DATA_DIR
+  const here = path.resolve(cwd)
+  for (let dir = here; ; dir = path.dirname(dir)) {
+    const candidate = path.join(dir, '.praxis')
+    if (existsSync(path.join(candidate, DEV_SERVER_FILE)) || existsSync(path.join(candidate, 'dev-api-key'))) return dir === here ? '.praxis' : candidate
+    if (path.dirname(dir) === dir) return '.praxis'
+  }
 }
 
 /** `http://HOST:PORT`, an IPv6 host in brackets. */
@@ -100,7 +116,7 @@ export function resolveServer(flag: string | undefined, env: NodeJS.ProcessEnv =
   }
   if (flag !== undefined) return checked(flag, { kind: 'flag' }, '--server')
   if (env.PRAXIS_URL) return checked(env.PRAXIS_URL, { kind: 'env' }, 'PRAXIS_URL')
-  const dev = readDevServer(e.dataDir)
+  const dev = readDevServer(devDataDir(env))
   if ('alive' in dev && dev.alive) return checked(dev.url, { kind: 'dev', pid: dev.pid, file: dev.file }, `the URL in ${dev.file}`)
   return { url: defaultServerUrl(e), source: { kind: 'default', host: e.host, port: e.port } }
 }

@@ -13,7 +13,7 @@ import path from 'node:path'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import type { Config } from '../config.js'
 import {
-  ApiError, apiClient, cliEnv, defaultServerUrl, DEV_SERVER_FILE, readDevServer, resolveApiKey, resolveServer, type ApiClient,
+  ApiError, apiClient, cliEnv, defaultServerUrl, devDataDir, DEV_SERVER_FILE, readDevServer, resolveApiKey, resolveServer, type ApiClient,
 } from './client.js'
 
 /** Exit codes: a failed command, and a command line that names no command, or a wrong flag or argument. */
@@ -77,8 +77,8 @@ function serverHelp(): string {
   let now: string
   try {
     const e = cliEnv()
-    dataDir = e.dataDir
-    const record = readDevServer(e.dataDir)
+    dataDir = devDataDir()
+    const record = readDevServer(dataDir)
     dev = 'alive' in record
       ? `${record.url}, pid ${record.pid}${record.alive ? '' : ' (not running: skipped)'}`
       : 'missing' in record ? 'none running' : `${record.file} is ${record.invalid} (skipped)`
@@ -105,7 +105,7 @@ interface ServerOptions { server?: string; apiKey?: string }
 /** The API client of a command: its server (see serverHelp) and key. */
 async function connect(options: ServerOptions): Promise<ApiClient> {
   const target = resolveServer(options.server)
-  return apiClient(target, await resolveApiKey(options.apiKey, cliEnv().dataDir))
+  return apiClient(target, await resolveApiKey(options.apiKey, devDataDir()))
 }
 
 /**
@@ -190,17 +190,25 @@ async function rollback(service: string, versionText: string | undefined, option
 
 interface CodegenOptions { check?: boolean; from?: string; service?: string; manifest?: string; apiKey?: string; json?: boolean }
 
+/** The service folders named, else the project's, as `praxis dev` finds them (else the current folder, which then says it is none). After `prepare`: it loads TypeScript. */
+async function serviceDirs(named: string[]): Promise<string[]> {
+  if (named.length > 0) return named
+  const { findServices } = await import('./services.js')
+  const found = (await findServices(process.cwd())).dirs.map((d) => path.relative(process.cwd(), d) || '.')
+  return found.length > 0 ? found : ['.']
+}
+
 async function generate(dirsGiven: string[], options: CodegenOptions, command: Command): Promise<number> {
   const io = output(options.json)
-  const dirs = dirsGiven.length > 0 ? dirsGiven : ['.']
-  if ((options.from || options.manifest) && dirs.length > 1) command.error('--from and --manifest add a layer to one service: name one service folder')
+  if ((options.from || options.manifest) && dirsGiven.length > 1) command.error('--from and --manifest add a layer to one service: name one service folder')
   if (options.from && options.manifest) command.error('give --from URL --service NAME or --manifest FILE, not both')
   if (options.from && !options.service) command.error('--from needs --service NAME, the deployed service to layer, e.g. --from http://127.0.0.1:3000 --service video-encoding')
   await prepare(true)
+  const dirs = options.from || options.manifest ? (dirsGiven.length > 0 ? dirsGiven : ['.']) : await serviceDirs(dirsGiven)
   const { codegen, CodegenError, fetchManifest } = await import('../../codegen/index.js')
   let layer: { manifest: unknown; origin: string } | undefined
   if (options.from) {
-    layer = { manifest: await fetchManifest(options.from, options.service!, await resolveApiKey(options.apiKey, cliEnv().dataDir)), origin: `${options.from} (service ${options.service})` }
+    layer = { manifest: await fetchManifest(options.from, options.service!, await resolveApiKey(options.apiKey, devDataDir())), origin: `${options.from} (service ${options.service})` }
   } else if (options.manifest) {
     const file = options.manifest
     const { readFile } = await import('node:fs/promises')
@@ -373,7 +381,7 @@ function build(): Command {
 
 Environment: PRAXIS_URL, PRAXIS_API_KEY, HOST and PORT (where praxis dev's API listens), PRAXIS_DATA_DIR
 (.praxis: praxis dev's files), DATABASE_URL (else the embedded PostgreSQL, PRAXIS_PG_PORT), LOG_LEVEL;
-every variable: platform/config.ts. Options go after the command: praxis start --help. Reference: docs/cli.md`)
+every variable: docs/cli.md, "Environment variables". Options go after the command: praxis start --help. Reference: docs/cli.md`)
 
   praxis.command('dev')
     .summary('run everything locally: PostgreSQL, API, workers, deploys, a watch on the services')
@@ -383,7 +391,7 @@ every variable: platform/config.ts. Options go after the command: praxis start -
       + `It records its API's address in PRAXIS_DATA_DIR/${DEV_SERVER_FILE}, where the other commands find it. Ctrl-C stops it.`)
     .argument('[service-dir...]', "service folders (default: the project's: package.json \"praxis\": { \"services\": [...] }, else the current folder if it is a service, else the service folders one or two levels down)")
     .option('--no-watch', 'deploy once, then serve; no redeploy on a change')
-    .option('--no-demo', 'skip the demo run of examples/video-encoding')
+    .option('--no-demo', 'skip the demo run (in the Praxis repository: an instance of examples/video-encoding)')
     .addOption(new Option('--workers <n>', 'warm workers kept per function pool (as --min)').argParser(whole).default(1))
     .addOption(new Option('--min <n>', 'warm workers kept per function pool (default: --workers)').argParser(whole))
     .addOption(new Option('--max <n>', 'workers at most per function pool (default: max(min, 2))').argParser(whole))
@@ -455,7 +463,7 @@ every variable: platform/config.ts. Options go after the command: praxis start -
     .summary("write each service's generated/ folder (stubs, workflow refs, API client, manifest)")
     .description("Writes each service's generated/ folder: typed function stubs, workflow references, an API client and the manifest. "
       + '--from or --manifest layers another deployed service into one service folder.')
-    .argument('[service-dir...]', 'service folders (default: the current folder)')
+    .argument('[service-dir...]', 'service folders (default: the project\'s, as praxis dev finds them: package.json "praxis.services", else the current folder if it is a service, else the service folders one or two levels down)')
     .option('--check', 'write nothing; fail naming every stale file')
     .option('--from <url>', "layer a deployed service: the API's address (with --service)")
     .option('--service <name>', 'the deployed service to layer (with --from)')
@@ -487,13 +495,13 @@ every variable: platform/config.ts. Options go after the command: praxis start -
       + "folder's own, else the nearest one above it with the service's files as roots, else strict defaults); every rule's match paths and "
       + 'static ctx.set / ctx.setPath paths checked against its facts schema; everything praxis codegen refuses; stale generated files. '
       + 'Diagnostics print as file:line:col: message [code]; exits 1 when there is an error.')
-    .argument('[service-dir...]', 'service folders (default: the current folder)')
+    .argument('[service-dir...]', 'service folders (default: the project\'s, as praxis dev finds them: package.json "praxis.services", else the current folder if it is a service, else the service folders one or two levels down)')
     .addOption(jsonOption('the services checked and their diagnostics', false))
     .addHelpText('after', examples('praxis check examples/video-encoding', 'praxis check . --json'))
     .action(run(async (dirs: string[], o: { json?: boolean }) => {
       await prepare(true)
       const { runCheck } = await import('./check.js')
-      return runCheck(dirs, { json: o.json }, (line) => write(process.stdout, line))
+      return runCheck(await serviceDirs(dirs), { json: o.json }, (line) => write(process.stdout, line))
     }))
 
   serverOptions(praxis.command('start')
