@@ -183,6 +183,13 @@ describe('--json', () => {
     for (const entry of inspected.timeline) expect(Number.isNaN(Date.parse(entry.at))).toBe(false)
   })
 
+  it('an error with --json is a JSON document on stdout too (the text stays on stderr)', async () => {
+    const ran = await cli(['inspect', '00000000-0000-0000-0000-000000000000', '--json', '--server', url, '--api-key', p.apiKey])
+    expect(ran.code).toBe(1)
+    expect(JSON.parse(ran.stdout)).toMatchObject({ error: { code: 'PRX_INSTANCE_NOT_FOUND', status: 404, message: expect.any(String) } })
+    expect(ran.stderr).toMatch(/^error 404 PRX_INSTANCE_NOT_FOUND/)
+  })
+
   it('tenants list, keys create and keys list --json', async () => {
     const env = { DATABASE_URL: p.db.url }
     expect((await cli(['tenants', 'create', 'Json Corp', '--id', 'jsoncorp'], env)).code).toBe(0)

@@ -582,6 +582,16 @@ every variable: docs/cli.md, "Environment variables". Options go after the comma
 const exit = (code: number): void => void process.stdout.write('', () => process.stderr.write('', () => process.exit(code)))
 
 function report(error: unknown): void {
+  // With --json, scripts read stdout: the error is a JSON document there too (the text stays on stderr).
+  if (process.argv.includes('--json')) {
+    const e = error as { name?: string; code?: unknown; status?: unknown; message?: string; body?: ApiError['body'] }
+    const api = e?.name === 'ApiError'
+    write(process.stdout, JSON.stringify({ error: {
+      code: api ? e.body?.error?.code ?? null : typeof e?.code === 'string' ? e.code : null,
+      message: e?.message ?? String(error),
+      ...(api ? { status: e.status, details: e.body?.error?.details ?? null } : {}),
+    } }))
+  }
   // By name: from the sources, a module the loader imported has its own copy of the class.
   if (error instanceof ApiError || (error as Error)?.name === 'ApiError') {
     const e = error as ApiError
