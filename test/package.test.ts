@@ -248,7 +248,7 @@ describe('the npm package, installed in a project of its own', () => {
       expect.stringMatching(/^ {2}codegen +(up to date|\d+ files? of generated\/ written) \(/),
       expect.stringMatching(/^ {2}types +ok \(/),
       expect.stringMatching(/^ {2}deploy +v2: quoteOrder: changed accept \(/),
-      expect.stringMatching(/^ {2}old work +2\/2 walked, \d+ re-evaluated, 1 fired a new or changed rule, 0 failed \(/),
+      expect.stringMatching(/^ {2}old work +2\/2 walked, 1 re-evaluated, 1 fired a new or changed rule, 0 failed \(/),
     ]))
     // The order that waited completed with the new rule, without a new start; its timeline says so.
     const done = await waitInstance(waiting, (i) => i.status !== 'running', 120_000, 'ended')
@@ -266,11 +266,12 @@ describe('the npm package, installed in a project of its own', () => {
     say(`npx praxis inspect ${waiting} --json: completed by v2's accept (${tail.join(' → ')}) in ${secs(inspected.ms)}`)
 
     // 80,000 cents is over the new limit too: it waits on (an unchanged rule does not fire again), until someone approves.
-    expect(await instance(large)).toMatchObject({ status: 'running', bundleVersion: 2, facts: { stage: 'priced' } })
+    // (It keeps bundle v1 until its next step: the old-work run matched the changed rule in SQL, and it did not match.)
+    expect(await instance(large)).toMatchObject({ status: 'running', facts: { stage: 'priced' } })
     const signalled = await devApi(env, 'POST', `/v1/instances/${large}/signals/approve`, { payload: { by: 'ann' } })
     expect(signalled).toMatchObject({ delivered: true })
     const approved = await waitInstance(large, (i) => i.status !== 'running', 120_000, 'ended')
-    expect(approved).toMatchObject({ status: 'completed', facts: { approvedBy: 'ann' }, result: { accepted: true, totalCents: 80_000 } })
+    expect(approved).toMatchObject({ status: 'completed', bundleVersion: 2, facts: { approvedBy: 'ann' }, result: { accepted: true, totalCents: 80_000 } })
     say(`POST /v1/instances/${large}/signals/approve with the dev key: completed by acceptApproved`)
   }, 600_000)
 
@@ -342,6 +343,7 @@ describe('the npm package, installed in a project of its own', () => {
     const dry = await run('npx', ['--no', 'praxis', 'deploy', 'orders', '--dry-run'], { cwd: project, env, timeoutMs: 300_000 })
     expect(dry.code, dry.output).toBe(0)
     expect(dry.stdout).toMatch(/^dry run: orders, now at version 2; nothing was changed$/m)
+    expect(dry.stdout).toMatch(/^ {2}quoteOrder: no rule changed$/m)
     expect(dry.stdout).toMatch(/no added or changed rule: no running or finished instance would be re-evaluated/)
     say(`npx praxis deploy orders --dry-run: ${secs(dry.ms)}`)
     // Neither wrote into the service: praxis dev saw no change.
@@ -388,9 +390,9 @@ describe('the npm package, installed in a project of its own', () => {
   }
 
   /**
-   * Saves a file of the project (`edit` of its text), as an editor does, and waits for praxis dev's
-   * run of the change to end: "✓ orders ready: vN" or "✗ orders: … failed" and its lines. Says
-   * what it saved and how long dev took.
+   * Saves a file of the service (`edit` of its text), as an editor does, and waits for praxis dev's
+   * run of the change: its line "<time> orders: <file> changed", then "✓ orders ready: vN" or
+   * "✗ orders: … failed" and its lines. Says what it saved and how long dev took.
    */
   async function save(d: DevProcess, rel: string, edit: (text: string) => string, what: string): Promise<{ ok: boolean; version: number | null; lines: string[]; output: string }> {
     const file = path.join(project, rel)
@@ -399,10 +401,14 @@ describe('the npm package, installed in a project of its own', () => {
     const t0 = Date.now()
     await writeFile(file, text)
     say(`saved ${rel}: ${what}`)
-    const end = await d.waitFor(/^(✓ orders ready: v(\d+) \(.*\)|✗ orders: .*\n(?:.*\n)*? {2}fix it and save: .*)\n/m, since, 240_000, `the end of its run of ${rel} (${what})`)
-    const output = d.log.slice(since, since + end.index + end[0].length)
-    say(`praxis dev: ${rel} saved → ${end[0].startsWith('✓') ? end[0] : 'failed, see above'} (${secs(Date.now() - t0)} after the save)`)
-    return { ok: end[0].startsWith('✓'), version: end[2] ? Number(end[2]) : null, lines: output.split('\n'), output }
+    const name = path.relative(path.join(project, 'orders'), file).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+    const seen = await d.waitFor(new RegExp(`^\\d\\d:\\d\\d:\\d\\d orders: (?:.*, )?${name}(?:, .*)? changed\\n`, 'm'), since, 240_000, `that ${rel} changed (${what})`)
+    const from = since + seen.index
+    const end = await d.waitFor(/^(✓ orders ready: v(\d+) \(.*\)|✗ orders: .*\n(?:.*\n)*? {2}fix it and save: .*)\n/m, from, 240_000, `the end of its run of ${rel} (${what})`)
+    const output = d.log.slice(from, from + end.index + end[0].length)
+    const ok = end[1]!.startsWith('✓')
+    say(`praxis dev: ${rel} saved → ${ok ? end[1] : 'failed, see above'} (${secs(Date.now() - t0)} after the save)`)
+    return { ok, version: end[2] ? Number(end[2]) : null, lines: output.split('\n'), output }
   }
 
   test("the scaffolded test passes: npx vitest run, on praxis/testing's embedded platform", async () => {
