@@ -47,7 +47,7 @@ export const Instance = named(z.strictObject({
   factsVersion: described(z.number().int().min(1), "the version of the workflow's facts schema the facts are in (its `factsVersion`)"),
   result: described(json, 'what the completing rule returned; null until the instance completes'),
   error: described(z.strictObject({ message: z.string(), details: json }).nullable(), 'why the instance failed; null unless it failed'),
-  bundleVersion: described(version, 'the version of its service whose rules it runs'),
+  bundleVersion: described(version, "the version of its service whose rules ran its last step (its next step runs under the service's active version)"),
   createdAt: timestamp,
   updatedAt: timestamp,
 }), 'Instance', 'an instance of a workflow: its status and facts')
