@@ -118,19 +118,28 @@ function startDev(args: string[], options: { cwd?: string; env: Record<string, s
   }
 }
 
-describe('praxis dev, watching a service', () => {
-  let db: TestDatabase
+/**
+ * For a describe block: a database of its own, and the praxis dev a test starts there (killed, if
+ * it still runs, when the block ends).
+ */
+function devBlock(): { readonly db: TestDatabase; start: (...args: Parameters<typeof startDev>) => ReturnType<typeof startDev> } {
+  let db: TestDatabase | undefined
   let dev: ReturnType<typeof startDev> | undefined
   beforeAll(async () => { db = await createTestDatabase() })
   afterAll(async () => {
     if (dev && dev.child.exitCode === null) dev.child.kill('SIGKILL')
     await db?.drop()
   })
+  return { get db() { return db! }, start: (...args) => (dev = startDev(...args)) }
+}
+
+describe('praxis dev, watching a service', () => {
+  const block = devBlock()
 
   it('redeploys on save, restarts the workers whose code changed, says each failure with its place and keeps the previous version serving', async () => {
     const { tmp, dir } = await copy()
     const dataDir = path.join(tmp, 'data')
-    dev = startDev([path.relative('.', dir)], { env: { DATABASE_URL: db.url, PRAXIS_DATA_DIR: dataDir } })
+    const dev = block.start([path.relative('.', dir)], { env: { DATABASE_URL: block.db.url, PRAXIS_DATA_DIR: dataDir } })
     const { line, cycle, errors } = dev
     await line(/^\[3\/5\] deployed dev-loop v1: greeting \(2 rules\)/)
     const { call, start, until } = await dev.api(dataDir)
@@ -163,7 +172,7 @@ describe('praxis dev, watching a service', () => {
 
     // 2. A file only functions.ts imports: new workers (the old one stops once they are ready),
     // the rules are unchanged, and the next call runs the new handler right after "ready".
-    const [before] = (await db.pool.query<{ id: string }>("select id from praxis.workers where tenant_id = 'dev'")).rows
+    const [before] = (await block.db.pool.query<{ id: string }>("select id from praxis.workers where tenant_id = 'dev'")).rows
     await edit(path.join(dir, 'words.ts'), "'hello'", "'hi'")
     await line(/dev-loop: words\.ts changed$/)
     await line(/^✓ dev-loop ready: v2 \(/)
@@ -176,7 +185,7 @@ describe('praxis dev, watching a service', () => {
       expect.stringMatching(/^ {2}deploy +unchanged, v2 \(/),
       expect.stringMatching(/^✓ dev-loop ready: v2 \(/),
     ])
-    const after = (await db.pool.query<{ id: string }>("select id from praxis.workers where tenant_id = 'dev'")).rows
+    const after = (await block.db.pool.query<{ id: string }>("select id from praxis.workers where tenant_id = 'dev'")).rows
     expect(after).toHaveLength(1)
     expect(after[0]!.id).not.toBe(before!.id)
     t = Date.now()
@@ -229,18 +238,12 @@ describe('praxis dev, watching a service', () => {
     process.stderr.write(`dev loop: first call done ${firstCall} ms after "[5/5]"; after a restart's "ready", an instance completed in ${restartedCall} ms\n`)
     dev.child.kill('SIGTERM')
     expect(await dev.exited).toBe(0)
-    expect((await db.pool.query("select count(*)::int as n from praxis.workers where tenant_id = 'dev'")).rows[0].n).toBe(0)
+    expect((await block.db.pool.query("select count(*)::int as n from praxis.workers where tenant_id = 'dev'")).rows[0].n).toBe(0)
   }, E2E_MS)
 })
 
 describe('praxis dev in a project, with no folder named', () => {
-  let db: TestDatabase
-  let dev: ReturnType<typeof startDev> | undefined
-  beforeAll(async () => { db = await createTestDatabase() })
-  afterAll(async () => {
-    if (dev && dev.child.exitCode === null) dev.child.kill('SIGKILL')
-    await db?.drop()
-  })
+  const block = devBlock()
 
   it('picks up a service folder made while it runs: deployed, with workers, and a call runs right after "ready"', async () => {
     // The project: an empty folder (the service will sit one level down, as test/.tmp-…/dev-loop,
@@ -248,7 +251,7 @@ describe('praxis dev in a project, with no folder named', () => {
     const tmp = await mkdtemp(path.resolve('test', '.tmp-dev-loop-'))
     temps.push(tmp)
     const dataDir = path.join(tmp, '.praxis')
-    dev = startDev([], { cwd: tmp, env: { DATABASE_URL: db.url, PRAXIS_DATA_DIR: dataDir } })
+    const dev = block.start([], { cwd: tmp, env: { DATABASE_URL: block.db.url, PRAXIS_DATA_DIR: dataDir } })
     await dev.line(/^\[3\/5\] 0 services \(folders with a workflows\.ts or functions\.ts, one or two levels under \.\): none$/)
     await dev.line(/^ {6}a service is a folder with a workflows\.ts .* create one and praxis dev picks it up/)
     const { start, until } = await dev.api(dataDir)
