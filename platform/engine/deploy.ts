@@ -48,7 +48,7 @@ export async function deployBundle(pool: pg.Pool, bundles: BundleCache, tenantId
     await client.query('begin')
     // The active version, read under the service's lock: concurrent deploys apply one after the other.
     const active = await lockService(client, tenantId, service)
-    const manifest = generated ? withManifestFingerprints(described, generated, active?.manifest) : withoutManifest(service, described, active, codeHash)
+    const { manifest, changes, rules, reopen, migrate } = plan(service, described, generated, active, codeHash)
     const { bundle, created } = await insertBundle(client, {
       tenantId, service, code, codeHash, manifest,
       ...(generated ? { generated: JSON.stringify(generated) } : {}),
@@ -56,8 +56,6 @@ export async function deployBundle(pool: pg.Pool, bundles: BundleCache, tenantId
     })
     // Always on, in the background: a run over the running instances of the workflows whose rules
     // were added or changed (their matches filter them in SQL where they compile).
-    checkFactsVersions(service, active ? active.manifest as Manifest : null, manifest)
-    const { changes, rules, reopen, migrate } = ruleChanges(active ? active.manifest as Manifest : null, manifest)
     const reprocessing = created ? await startReprocessing(client, { tenantId, service, bundleId: bundle.id, version: bundle.version, rules, reopen, migrate }) : null
     await client.query('commit')
     bundles.forgetService(tenantId, service)
@@ -104,6 +102,18 @@ function checkMatchPaths(service: string, described: Manifest): void {
   }
 }
 
+/**
+ * What a checked bundle becomes against the active version, for a deploy and its preview alike:
+ * its manifest with the fingerprints it keeps, and the rules it adds, changes and removes (refused
+ * when it would lower a facts version).
+ */
+function plan(service: string, described: Manifest, generated: ServiceManifest | null, active: BundleRow | null, codeHash: string): ReturnType<typeof ruleChanges> & { manifest: Manifest } {
+  const manifest = generated ? withManifestFingerprints(described, generated, active?.manifest) : withoutManifest(service, described, active, codeHash)
+  const before = active ? active.manifest as Manifest : null
+  checkFactsVersions(service, before, manifest)
+  return { manifest, ...ruleChanges(before, manifest) }
+}
+
 /** What a deploy would do, without doing it (`praxis deploy --dry-run`). */
 export interface DeployPreview {
   service: string
@@ -127,9 +137,7 @@ export interface DeployPreview {
 export async function previewDeploy(pool: pg.Pool, bundles: BundleCache, tenantId: string, service: string, code: string, codeHash: string, generated: ServiceManifest | null = null): Promise<DeployPreview> {
   const { described } = await validate(bundles, tenantId, service, code, codeHash, generated)
   const active = await getActiveBundle(pool, tenantId, service)
-  const manifest = generated ? withManifestFingerprints(described, generated, active?.manifest) : withoutManifest(service, described, active, codeHash)
-  checkFactsVersions(service, active ? active.manifest as Manifest : null, manifest)
-  const { changes, rules, reopen, migrate } = ruleChanges(active ? active.manifest as Manifest : null, manifest)
+  const { changes, rules, reopen, migrate } = plan(service, described, generated, active, codeHash)
   return {
     service, version: active?.version ?? null, changes, fires: await countReach(pool, tenantId, service, changes, rules, reopen), reopens: reopen.length > 0,
     migrations: await countMigrations(pool, tenantId, service, migrate),
