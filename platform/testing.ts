@@ -23,7 +23,6 @@
  * with `pool: 'forks'`; `praxis init` writes that config). `close()` stops it all and deletes the
  * temporary database.
  */
-import { existsSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import os from 'node:os'
@@ -37,6 +36,7 @@ import { buildApi } from './api/index.js'
 import { buildBundle, readGeneratedManifest } from './engine/index.js'
 import { loadService, startWorker, type WorkerHandle } from './pools/index.js'
 import { createPool, ensureDatabase, ensureTenant, migrate, startEmbedded, type EmbeddedServer } from './store/index.js'
+import { isService } from './cli/services.js'
 
 export interface TestPlatformOptions {
   /**
@@ -82,7 +82,7 @@ export async function startTestPlatform(options: TestPlatformOptions): Promise<T
   const dirs = options.services.map((s) => path.resolve(s instanceof URL ? fileURLToPath(s) : s))
   if (dirs.length === 0) throw new Error('startTestPlatform: name at least one service folder, e.g. startTestPlatform({ services: [\'orders\'] })')
   for (const dir of dirs) {
-    if (!existsSync(path.join(dir, 'workflows.ts')) && !existsSync(path.join(dir, 'functions.ts'))) {
+    if (!isService(dir)) {
       throw new Error(`startTestPlatform: ${dir} holds no workflows.ts or functions.ts; service folders are resolved from the current directory (${process.cwd()}), or pass new URL('.', import.meta.url)`)
     }
   }

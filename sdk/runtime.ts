@@ -69,6 +69,13 @@ export interface BundleRuntime {
 
 const failure = (code: string, message: string, details?: unknown): RunResult => ({ ok: false, error: { code, message, details } })
 
+/** New facts (from `init` or `migrate`) checked against the facts schema, its defaults filled in, as JSON data; or `code` with `refused` and the issues. */
+function factsResult(wf: WorkflowDefinition, value: unknown, code: string, refused: string): RunResult {
+  const parsed = wf.facts.safeParse(value)
+  if (!parsed.success) return failure(code, `${refused}: ${formatIssues(parsed.error.issues)}`, parsed.error.issues)
+  return { ok: true, facts: JSON.parse(JSON.stringify(parsed.data)) as Record<string, Json>, changes: [], calls: [], outcome: null }
+}
+
 /** Builds the runtime over the modules of a service's rules side (every exported workflow). */
 export function createRuntime(modules: readonly Record<string, unknown>[]): BundleRuntime {
   const workflows = new Map<string, WorkflowDefinition>()
@@ -91,12 +98,7 @@ export function createRuntime(modules: readonly Record<string, unknown>[]): Bund
       const wf = get(name)
       const input = wf.input.safeParse(JSON.parse(inputJson))
       if (!input.success) return JSON.stringify(failure('PRX_INPUT_INVALID', `input of ${name} is invalid: ${formatIssues(input.error.issues)}`, input.error.issues))
-      return JSON.stringify(guard(`init of ${name}`, () => {
-        const parsed = wf.facts.safeParse(wf.init(input.data))
-        if (!parsed.success) return failure('PRX_FACTS_INVALID', `init of ${name} returned facts that do not match its facts schema: ${formatIssues(parsed.error.issues)}`, parsed.error.issues)
-        const facts = JSON.parse(JSON.stringify(parsed.data)) as Record<string, Json>
-        return { ok: true, facts, changes: [], calls: [], outcome: null }
-      }))
+      return JSON.stringify(guard(`init of ${name}`, () => factsResult(wf, wf.init(input.data), 'PRX_FACTS_INVALID', `init of ${name} returned facts that do not match its facts schema`)))
     },
     checkSignal(name, signal, payloadJson) {
       const handler = get(name).signals[signal]
@@ -110,12 +112,7 @@ export function createRuntime(modules: readonly Record<string, unknown>[]): Bund
       const where = `migrate(facts, ${fromVersion}) of workflow ${name}`
       if (!wf.migrate) return JSON.stringify(failure('PRX_MIGRATION_FAILED', `${where}: the workflow has no migrate, so facts of version ${fromVersion} cannot become version ${wf.factsVersion}`))
       const old = deepFreeze(JSON.parse(factsJson) as Record<string, Json>)
-      return JSON.stringify(guard(where, () => {
-        const parsed = wf.facts.safeParse(wf.migrate!(old, fromVersion))
-        if (!parsed.success) return failure('PRX_MIGRATION_FAILED', `${where} returned facts that do not match the facts schema of version ${wf.factsVersion}: ${formatIssues(parsed.error.issues)}`, parsed.error.issues)
-        const facts = JSON.parse(JSON.stringify(parsed.data)) as Record<string, Json>
-        return { ok: true, facts, changes: [], calls: [], outcome: null }
-      }, 'PRX_MIGRATION_FAILED'))
+      return JSON.stringify(guard(where, () => factsResult(wf, wf.migrate!(old, fromVersion), 'PRX_MIGRATION_FAILED', `${where} returned facts that do not match the facts schema of version ${wf.factsVersion}`), 'PRX_MIGRATION_FAILED'))
     },
     run(requestJson) {
       const request = JSON.parse(requestJson) as RunRequest

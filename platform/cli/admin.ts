@@ -58,8 +58,6 @@ async function tenantRetention(pool: pg.Pool, config: Config, tenantId: string |
   return 0
 }
 
-/** Where the admin commands connect (platform/cli/database.ts). */
-export { cliDatabaseUrl as adminDatabaseUrl } from './database.js'
 
 const date = (d: Date | null): string => (d ? d.toISOString().replace(/\.\d+Z$/, 'Z') : '-')
 

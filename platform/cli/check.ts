@@ -15,6 +15,7 @@ import { existsSync, readdirSync } from 'node:fs'
 import path from 'node:path'
 import type tsModule from 'typescript'
 import { codegen, CodegenError, FactPathError } from '../../codegen/index.js'
+import { isService } from './services.js'
 
 type TypeScript = typeof tsModule
 
@@ -65,18 +66,21 @@ function defaults(ts: TypeScript): tsModule.CompilerOptions {
   }
 }
 
-/** Runs the checks on each folder (the current one when none is given); returns the exit code. */
-export async function runCheck(dirs: string[], options: { json?: boolean }, out: (line: string) => void): Promise<number> {
+/**
+ * Runs the checks on each folder (the current one when none is given); returns the exit code.
+ * `codegen: false` type-checks only (for a caller that has just run codegen on the folders).
+ */
+export async function runCheck(dirs: string[], options: { json?: boolean; codegen?: boolean }, out: (line: string) => void): Promise<number> {
   const ts = (await import('typescript')).default
   const folders = dirs.length > 0 ? dirs : ['.']
   const diagnostics: CheckDiagnostic[] = []
   const services: CheckedService[] = []
   for (const dir of folders) {
     const found: CheckDiagnostic[] = []
-    const isService = existsSync(path.join(dir, 'workflows.ts')) || existsSync(path.join(dir, 'functions.ts'))
-    found.push(...await codegenDiagnostics(dir))
+    const service = isService(dir)
+    if (options.codegen !== false) found.push(...await codegenDiagnostics(dir))
     let typed = { tsconfig: null as string | null, files: 0 }
-    if (isService) {
+    if (service) {
       const checked = typeCheck(ts, dir)
       found.push(...checked.diagnostics)
       typed = { tsconfig: checked.tsconfig, files: checked.files }

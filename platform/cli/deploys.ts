@@ -12,12 +12,14 @@ export interface Preview { service: string; version: number | null; changes: Cha
 interface Migration { workflow: string; to: number; running: number; finished: number }
 export interface Run { id: string; status: 'running' | 'done' | 'superseded'; total: number; walked: number; queued: number; evaluated: number; fired: number; failed: number; createdAt: string }
 
-/** The rules a deploy changes, a line per workflow that has any. */
+/** A workflow's rule changes in words (`added a; changed b`), or '' when it has none. */
+export function changeText(c: Changes): string {
+  return [c.added.length ? `added ${c.added.join(', ')}` : '', c.changed.length ? `changed ${c.changed.join(', ')}` : '', c.removed.length ? `removed ${c.removed.join(', ')}` : ''].filter(Boolean).join('; ')
+}
+
+/** The rules a deploy changes, a line per workflow. */
 export function printChanges(changes: readonly Changes[], out: (line: string) => void): void {
-  for (const c of changes) {
-    const parts = [c.added.length ? `added ${c.added.join(', ')}` : '', c.changed.length ? `changed ${c.changed.join(', ')}` : '', c.removed.length ? `removed ${c.removed.join(', ')}` : ''].filter(Boolean)
-    out(`  ${c.workflow}: ${parts.length ? parts.join('; ') : 'no rule changed'}`)
-  }
+  for (const c of changes) out(`  ${c.workflow}: ${changeText(c) || 'no rule changed'}`)
 }
 
 /** A dry run: what would change, and how many instances each added or changed rule would fire on now. */

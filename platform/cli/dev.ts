@@ -27,6 +27,7 @@ import { formatEvent, Supervisor, type PoolSpec } from '../pools/index.js'
 import { reprocessingProgress } from '../queue/index.js'
 import { deployedServices, ensureTenant, migrate, openDatabase } from '../store/index.js'
 import { apiClient, DEV_SERVER_FILE } from './client.js'
+import { changeText } from './deploys.js'
 import { findServices, namedServices, NO_SERVICE, shown, skipped } from './services.js'
 import { follow } from './progress.js'
 
@@ -609,7 +610,8 @@ parentPort.on('message', async ({ id, dirs }) => {
     loaded ??= import(workerData.tsx).then(({ register }) => register()).then(() => import(workerData.check))
     const { runCheck } = await loaded
     let report = ''
-    const code = await runCheck(dirs, { json: true }, (text) => { report += text })
+    // Types only: the loop's codegen step ran just before, on the same files.
+    const code = await runCheck(dirs, { json: true, codegen: false }, (text) => { report += text })
     parentPort.postMessage({ id, code, report })
   } catch (error) {
     parentPort.postMessage({ id, error: error instanceof Error ? error.stack ?? error.message : String(error) })
@@ -720,8 +722,8 @@ function printLines(lines: readonly string[], indent: string): void {
 
 function describeChanges(d: Deployment): string {
   const parts = d.changes.flatMap((c) => {
-    const what = [c.added.length ? `added ${c.added.join(', ')}` : '', c.changed.length ? `changed ${c.changed.join(', ')}` : '', c.removed.length ? `removed ${c.removed.join(', ')}` : ''].filter(Boolean)
-    return what.length ? [`${c.workflow}: ${what.join('; ')}`] : []
+    const what = changeText(c)
+    return what ? [`${c.workflow}: ${what}`] : []
   })
   return parts.length ? `: ${parts.join(' · ')}` : ': no rule changed'
 }

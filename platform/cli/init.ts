@@ -7,13 +7,13 @@
  * project's package.json the `allowScripts` entries npm needs to build Praxis's native parts. It
  * never overwrites a file without `--force`, and says what it wrote and what to run next.
  */
-import { spawnSync } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { identifier } from '../../codegen/emit.js'
+import { SERVICE_NAME } from './services.js'
 
 export interface InitOptions {
   /** The service's name: its folder's name (service name = folder name). Default: the folder's name. */
@@ -43,7 +43,6 @@ export interface InitResult {
   error?: string
 }
 
-const SERVICE_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,99}$/
 const VITEST_CONFIGS = ['vitest.config.ts', 'vitest.config.mts', 'vitest.config.cts', 'vitest.config.js', 'vitest.config.mjs', 'vitest.config.cjs', 'vite.config.ts', 'vite.config.mts', 'vite.config.js', 'vite.config.mjs', 'vitest.workspace.ts', 'vitest.workspace.js']
 
 export async function runInit(dir: string, options: InitOptions, out: (line: string) => void): Promise<number> {
@@ -311,23 +310,8 @@ function installedName(name: string): string {
   return Number(process.versions.node.split('.')[0]) >= 24 ? 'isolated-vm-node24' : 'isolated-vm-node20'
 }
 
-/**
- * Runs codegen on the new service. In this process when it runs with Node's start-up snapshot off
- * (the bundle describes itself in a sandbox isolate), else in a `praxis codegen` child with it off.
- */
+/** Runs codegen on the new service (bin/praxis.js runs `init` with Node's start-up snapshot off, as the sandbox needs). */
 async function generate(dir: string, out: (line: string) => void): Promise<{ ok: true; files: string[] } | { ok: false; error: string }> {
-  const snapshotOff = process.execArgv.includes('--no-node-snapshot') || (process.env.NODE_OPTIONS ?? '').split(/\s+/).includes('--no-node-snapshot')
-  const bin = process.argv[1]
-  if (!snapshotOff && bin && /praxis(\.js)?$/.test(bin)) {
-    const child = spawnSync(process.execPath, ['--no-node-snapshot', bin, 'codegen', dir, '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
-    if (child.status !== 0) return { ok: false, error: (child.stderr || child.stdout || `praxis codegen exited ${child.status}`).trim() }
-    try {
-      const doc = JSON.parse(child.stdout) as { services?: { files?: { path: string }[] }[] }
-      return { ok: true, files: (doc.services?.[0]?.files ?? []).map((f) => f.path) }
-    } catch {
-      return { ok: true, files: [] }
-    }
-  }
   try {
     const { codegen } = await import('../../codegen/index.js')
     const result = await codegen({ dir, onProgress: (line) => out(`  ${line.trim()}`) })

@@ -18,7 +18,7 @@ export interface DevServices {
 
 export const SERVICE_IS = 'a service is a folder with a workflows.ts (its rules) and a functions.ts (its functions)'
 export const NO_SERVICE = `${SERVICE_IS}: create one and praxis dev picks it up, or name folders: praxis dev <service-dir…>`
-const SERVICE_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,99}$/
+export const SERVICE_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,99}$/
 export const isService = (dir: string): boolean => existsSync(path.join(dir, 'workflows.ts')) || existsSync(path.join(dir, 'functions.ts'))
 /** Folders never looked into, nor watched: dependencies, generated code, dot folders (.git, .praxis). */
 export const skipped = (name: string): boolean => name === 'node_modules' || name === 'generated' || name.startsWith('.')

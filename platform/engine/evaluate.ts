@@ -333,12 +333,10 @@ export class Evaluator {
         subject = { ...instance, facts: migrated.facts }
         factsVersion = workflow.factsVersion
         timeline.push({ kind: 'facts.migrated', data: { from: instance.facts_version, to: workflow.factsVersion } })
-      } else if (instance.status === 'running') {
-        failure = migrated.failure
-        timeline.push({ kind: 'facts.migration.failed', data: migrated.failure })
       } else {
-        reopening = false
         timeline.push({ kind: 'facts.migration.failed', data: migrated.failure })
+        if (instance.status === 'running') failure = migrated.failure
+        else reopening = false
       }
     }
     let result = (instance.status === 'running' || reopening) && workflow && !failure
