@@ -31,11 +31,10 @@ import { fileURLToPath } from 'node:url'
 import type { FastifyInstance } from 'fastify'
 import type pg from 'pg'
 import pino from 'pino'
-import { codegen, CodegenError } from '../codegen/index.js'
 import { buildApi } from './api/index.js'
-import { buildBundle, readGeneratedManifest } from './engine/index.js'
 import { loadService, startWorker, type WorkerHandle } from './pools/index.js'
 import { createPool, ensureDatabase, ensureTenant, migrate, startEmbedded, type EmbeddedServer } from './store/index.js'
+import { deployBody } from './cli/deploy-body.js'
 import { isService } from './cli/services.js'
 
 export interface TestPlatformOptions {
@@ -140,18 +139,12 @@ export async function startTestPlatform(options: TestPlatformOptions): Promise<T
 
 /** Deploys the service in `dir` through the API, as `praxis deploy` does; returns its name. */
 async function deploy(api: FastifyInstance, apiKey: string, dir: string): Promise<string> {
-  const checked = await codegen({ dir, check: true })
-  const stale = checked.files.filter((f) => f.state === 'stale').map((f) => path.join(dir, f.path))
-  if (stale.length > 0) {
-    throw new CodegenError('PRX_CODEGEN_STALE', `generated code of service ${checked.service} is stale (${stale.map((f) => path.relative(process.cwd(), f)).join(', ')}): run \`npx praxis codegen ${path.relative(process.cwd(), dir) || '.'}\` before testing it`)
-  }
-  const { code } = await buildBundle(dir)
-  const manifest = await readGeneratedManifest(dir)
+  const { service, body } = await deployBody(dir, (name, stale) => `generated code of service ${name} is stale (${stale.map((f) => path.relative(process.cwd(), f)).join(', ')}): run \`npx praxis codegen ${path.relative(process.cwd(), dir) || '.'}\` before testing it`)
   const response = await api.inject({
     method: 'POST',
-    url: `/v1/services/${encodeURIComponent(checked.service)}/deployments`,
+    url: `/v1/services/${encodeURIComponent(service)}/deployments`,
     headers: { authorization: `Bearer ${apiKey}` },
-    payload: { code, ...(manifest ? { manifest } : {}) },
+    payload: body,
   })
   if (response.statusCode >= 300) {
     let detail = response.body
@@ -161,9 +154,9 @@ async function deploy(api: FastifyInstance, apiKey: string, dir: string): Promis
     } catch {
       // Not JSON: the body as it is.
     }
-    throw new Error(`startTestPlatform: deploying service ${checked.service} (${dir}) failed with HTTP ${response.statusCode}: ${detail}`)
+    throw new Error(`startTestPlatform: deploying service ${service} (${dir}) failed with HTTP ${response.statusCode}: ${detail}`)
   }
-  return checked.service
+  return service
 }
 
 let typeScriptLoader: Promise<void> | undefined

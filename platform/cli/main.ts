@@ -135,30 +135,21 @@ interface DeployOptions extends ServerOptions { dryRun?: boolean; wait?: boolean
 async function deploy(dir: string, options: DeployOptions): Promise<number> {
   const io = output(options.json)
   await prepare(true)
-  const [{ codegen, CodegenError }, { buildBundle, readGeneratedManifest }, { loadService }, deploys] = await Promise.all([
-    import('../../codegen/index.js'), import('../engine/index.js'), import('../pools/index.js'), import('./deploys.js'),
-  ])
-  const service = await loadService(dir)
-  // Never deploy rules built on stale stubs, nor a manifest other services would layer on stale.
-  const checked = await codegen({ dir, check: true })
-  const stale = checked.files.filter((f) => f.state === 'stale').map((f) => path.join(dir, f.path))
-  if (stale.length > 0) throw new CodegenError('PRX_CODEGEN_STALE', `generated code of ${service.name} is stale (${stale.join(', ')}): run \`praxis codegen ${dir}\`, then deploy`)
-  const { code } = await buildBundle(dir)
-  const manifest = await readGeneratedManifest(dir)
+  const [{ deployBody }, deploys] = await Promise.all([import('./deploy-body.js'), import('./deploys.js')])
+  const { service, body } = await deployBody(dir, (name, stale) => `generated code of ${name} is stale (${stale.join(', ')}): run \`praxis codegen ${dir}\`, then deploy`)
   const client = await connect(options)
-  const body = { code, ...(manifest ? { manifest } : {}) }
   if (options.dryRun) {
-    const preview = await client.request('POST', `/v1/services/${service.name}/deployments?dryRun=true`, body)
+    const preview = await client.request('POST', `/v1/services/${service}/deployments?dryRun=true`, body)
     if (io.json) io.result({ preview })
     else deploys.printPreview(preview, io.line)
     return 0
   }
-  const deployed = await client.request('POST', `/v1/services/${service.name}/deployments`, body)
-  io.line(`${deployed.created ? 'deployed' : 'unchanged'}: ${service.name} version ${deployed.version} (${deployed.workflows.map((w: { name: string }) => w.name).join(', ')})`)
+  const deployed = await client.request('POST', `/v1/services/${service}/deployments`, body)
+  io.line(`${deployed.created ? 'deployed' : 'unchanged'}: ${service} version ${deployed.version} (${deployed.workflows.map((w: { name: string }) => w.name).join(', ')})`)
   deploys.printChanges(deployed.changes ?? [], io.line)
   if (deployed.unservedPools?.length) io.line(`note: no worker serves pool ${deployed.unservedPools.join(', ')} yet, so calls of its functions wait: run \`praxis worker ${dir} --tenant <tenant>\` (or \`praxis pools ${dir} --tenant <tenant>\`, or \`praxis dev ${dir}\`)`)
   const followed = deployed.reprocessing
-    ? await deploys.followRun(client, service.name, deployed.reprocessing, deploys.streamSink(io.stream), { wait: Boolean(options.wait), timeoutMs: options.timeoutMs })
+    ? await deploys.followRun(client, service, deployed.reprocessing, deploys.streamSink(io.stream), { wait: Boolean(options.wait), timeoutMs: options.timeoutMs })
     : { code: 0, run: null }
   if (io.json) io.result({ deployment: deployed, run: followed.run })
   return followed.code
