@@ -18,6 +18,7 @@ import { ERRORS, type ErrorCode } from '../errors.js'
 import type { RunProgress } from '../queue/index.js'
 import type { InstanceView, TimelineEntry as TimelineEntryOf, Waiting as WaitingOf } from '../store/index.js'
 import { described, named } from './registry.js'
+import { InstanceStatus } from './schemas.js'
 
 const timestamp = z.iso.datetime()
 const json = z.unknown()
@@ -34,7 +35,6 @@ export const ErrorEnvelope = named(z.strictObject({
   }),
 }), 'Error', 'every error answer: a stable code, a message for people, and details for programs')
 
-export const InstanceStatus = z.enum(['running', 'completed', 'failed', 'cancelled', 'paused'])
 
 /** An instance as the API shows it (store/instances.ts `InstanceView`). */
 export const Instance = named(z.strictObject({
@@ -206,6 +206,8 @@ type SameFields<S extends z.ZodType, T> = [Exclude<keyof z.output<S>, keyof T> |
   ? true
   : { fieldsInOnlyOneOf: Exclude<keyof z.output<S>, keyof T> | Exclude<keyof T, keyof z.output<S>>; schema: S }
 type Expect<T extends true> = T
+/** `true` when a schema's values are exactly a type's (an enum restated here must stay the other layer's). */
+type SameValues<S extends z.ZodType, T> = [z.output<S>] extends [T] ? ([T] extends [z.output<S>] ? true : { schema: S; values: z.output<S>; type: T }) : { schema: S; values: z.output<S>; type: T }
 
 /**
  * The response schemas whose routes send a type of another layer have its fields, no more, no
@@ -220,4 +222,8 @@ export type ResponseFieldChecks = [
   Expect<SameFields<typeof WorkflowChanges, WorkflowChangesOf>>,
   Expect<SameFields<typeof MigrationReach, MigrationReachOf>>,
   Expect<SameFields<typeof ReprocessingRun, RunProgress>>,
+  Expect<SameValues<typeof InstanceStatus, InstanceView['status']>>,
+  Expect<SameValues<typeof ReprocessingRun.shape.status, RunProgress['status']>>,
+  Expect<SameValues<typeof RuleReach.shape.change, RuleReachOf['change']>>,
+  Expect<SameValues<typeof RuleReach.shape.how, RuleReachOf['how']>>,
 ]

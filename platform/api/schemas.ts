@@ -21,9 +21,12 @@ export const GetInstanceQuery = z.object({
   timeoutMs: described(z.coerce.number().int().min(0).max(300_000).default(30_000), 'how long `wait` waits, in milliseconds'),
 })
 
+/** An instance's status (the store's; platform/api/responses.ts checks they stay one). */
+export const InstanceStatus = z.enum(['running', 'completed', 'failed', 'cancelled', 'paused'])
+
 export const ListQuery = z.object({
   workflow: described(z.string().min(1).optional(), 'only instances of this workflow: `name` or `service.name`'),
-  status: described(z.enum(['running', 'completed', 'failed', 'cancelled', 'paused']).optional(), 'only instances with this status'),
+  status: described(InstanceStatus.optional(), 'only instances with this status'),
   limit: described(z.coerce.number().int().min(1).max(500).default(50), 'instances per page'),
   cursor: described(z.string().optional(), "the previous page's `nextCursor`, unchanged"),
 })
